@@ -1,0 +1,110 @@
+"""Types shared by every stage of the pipeline.
+
+They live in one small module so the pure stages (mapping, validation, grouping,
+offset tracking) and the I/O edges (consumer, sender, dead letters) agree on one
+vocabulary without importing each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+#: Longest offending value copied into a rejection (and so into a DLQ header).
+MAX_REJECTED_VALUE_CHARS = 200
+
+
+class DatasetType(StrEnum):
+    """The Personalize dataset an input topic feeds."""
+
+    INTERACTIONS = "interactions"
+    ITEMS = "items"
+    USERS = "users"
+
+
+class Stage(StrEnum):
+    """Where a record was rejected; written to the `__connect.errors.stage` header."""
+
+    MAPPING = "mapping"
+    VALIDATION = "validation"
+    DELIVERY = "delivery"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRef:
+    """Where a record came from: the unit of offset tracking and of dead-lettering."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+def truncate(value: object, limit: int = MAX_REJECTED_VALUE_CHARS) -> str:
+    """Render an offending value for a reason, cut so one bad record cannot bloat headers."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[:limit] + f"...(+{len(text) - limit} chars)"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A machine-readable reason why a record cannot be delivered.
+
+    `rule` is a short stable identifier (``max_length``, ``required``, ``not_json`` …)
+    that dashboards and replay tooling can match on; `message` is for humans.
+    """
+
+    stage: Stage
+    rule: str
+    message: str
+    field: str | None = None
+    value: str | None = None
+    exception_class: str = "worker.errors.RecordRejected"
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {
+            "stage": self.stage.value,
+            "rule": self.rule,
+            "field": self.field,
+            "value": self.value,
+            "message": self.message,
+        }
+
+    def describe(self) -> str:
+        """One line: what `__connect.errors.exception.message` carries."""
+        where = f" field={self.field}" if self.field else ""
+        what = f" value={self.value}" if self.value is not None else ""
+        return f"[{self.stage.value}/{self.rule}]{where} {self.message}{what}"
+
+
+@dataclass(frozen=True, slots=True)
+class Interaction:
+    """One validated event, ready for PutEvents.
+
+    `event` is the wire `Event` structure (eventId, eventType, sentAt as epoch seconds,
+    and the optional members); `user_id`/`session_id` are request-level in PutEvents,
+    which is why they are kept apart: they form the batching key.
+    """
+
+    session_id: str
+    user_id: str | None
+    event: dict[str, Any]
+
+    @property
+    def event_id(self) -> str:
+        return str(self.event["eventId"])
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogUpdate:
+    """One validated item or user record, ready for PutItems/PutUsers.
+
+    `record` is the wire `Item` (``itemId``, ``properties``) or `User`
+    (``userId``, ``properties``) structure; `entity_id` is the coalescing key.
+    """
+
+    entity_id: str
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+Decoded = Interaction | CatalogUpdate | Rejection
