@@ -1,0 +1,528 @@
+"""Raw event bytes -> Personalize wire record: the mapping configuration and the decoder.
+
+Which JSON fields feed which Personalize member is configuration, per topic, so an
+application with its own event shape only writes a mapping, never code. A field path is
+a dot path into the JSON object (`context.sessionId`, `items.0.id` for a list index);
+each mapped member takes a list of paths tried in order, and the first non-null wins.
+
+Default shapes (what `default_mapping` reads without any configuration):
+
+* interactions: a Segment / RudderStack **track** event::
+
+    {"type": "track", "messageId": "m-1", "userId": "u1", "anonymousId": "a1",
+     "event": "Product Clicked", "timestamp": "2024-05-01T12:00:00.000Z",
+     "context": {"sessionId": "s1"},
+     "properties": {"productId": "i9", "value": 4.5, "recommendationId": "RID-...",
+                    "impression": ["i1", "i9"], "device": "mobile"}}
+
+  messageId -> eventId, userId -> userId, context.sessionId then anonymousId ->
+  sessionId, event -> eventType, timestamp (ISO-8601) -> sentAt, properties.productId or
+  properties.itemId -> itemId, properties.value -> eventValue; every custom schema
+  column is looked up in `properties.<camelCase>`, `properties.<COLUMN>`,
+  `properties.<lowercase>`.
+* items::
+
+    {"itemId": "i9", "properties": {"category": "shoes", "price": 9.5,
+                                    "creationTimestamp": "2024-05-01T12:00:00Z"}}
+
+  itemId is also accepted at properties.itemId / properties.productId; columns are read
+  from `properties.*` as above; CREATION_TIMESTAMP may be ISO-8601 or epoch seconds.
+* users: a Segment **identify** call::
+
+    {"type": "identify", "userId": "u1", "traits": {"membership": "gold"}}
+
+  with columns read from `traits.*`.
+
+Decoding never raises: every failure becomes a `Rejection` with stage MAPPING (nothing
+usable could be extracted) or VALIDATION (a value breaks a schema or API rule). It runs
+for every event, so it avoids per-call pydantic work: paths are compiled once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, field_validator
+
+from worker.records import (
+    CatalogUpdate,
+    DatasetType,
+    Decoded,
+    Interaction,
+    Rejection,
+    SourceRef,
+    Stage,
+    truncate,
+)
+from worker.schemas import ID_FIELDS, DatasetSchema, property_key
+from worker.validation import (
+    CatalogValidator,
+    InteractionValidator,
+    Rule,
+    ValidationError,
+    ValidationLimits,
+    render,
+)
+
+#: Raw values larger than this are rejected before JSON parsing: a memory and CPU guard
+#: (a 10 KB event limit means nothing legitimate comes close).
+DEFAULT_MAX_RECORD_BYTES = 1_000_000
+
+TimestampUnit = Literal["iso8601", "seconds", "milliseconds", "iso8601_or_seconds"]
+
+
+def _as_path_list(value: object) -> object:
+    """Let a single path be written as a plain string in YAML."""
+    return [value] if isinstance(value, str) else value
+
+
+def _check_paths(paths: tuple[str, ...]) -> tuple[str, ...]:
+    for path in paths:
+        if not path or any(not seg for seg in path.split(".")):
+            raise ValueError(f"bad field path {path!r}: write dot paths such as 'properties.productId'")
+    return paths
+
+
+Paths = Annotated[tuple[str, ...], BeforeValidator(_as_path_list), AfterValidator(_check_paths)]
+"""A list of dot paths tried in order; the first one holding a non-null value wins."""
+_EVENT_TYPE = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    field_prefix: str = Field(default="properties", min_length=1, description="Where unlisted columns are read.")
+    fields: dict[str, Paths] = Field(
+        default_factory=dict,
+        description="Schema column -> paths. Columns not listed are looked up in "
+        "<field_prefix>.<camelCase>, <field_prefix>.<COLUMN>, <field_prefix>.<lowercase>.",
+    )
+
+    @field_validator("field_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        _check_paths((value,))
+        return value
+
+    @field_validator("fields")
+    @classmethod
+    def _check_field_paths(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        for column, paths in value.items():
+            if not paths:
+                raise ValueError(f"fields.{column}: give at least one path, or drop the entry")
+        return value
+
+
+class InteractionsMapping(_Spec):
+    """How one topic's JSON events become PutEvents events. Defaults read Segment `track`."""
+
+    kind: Literal["interactions"] = Field(default="interactions", description="The dataset type this maps to.")
+    event_id: Paths = Field(
+        default=("messageId",),
+        description="The source's own event ID (makes redelivery effectively-once across topics). "
+        "Empty, or nothing found: derived from topic/partition/offset.",
+    )
+    user_id: Paths = Field(default=("userId",), description="Optional: events without it are anonymous.")
+    session_id: Paths = Field(default=("context.sessionId", "anonymousId"), description="PutEvents requires one.")
+    session_id_fallback_to_user_id: bool = Field(
+        default=False,
+        description="Use the userId as sessionId when no session path holds a value. Off by default: "
+        "a per-user session merges all of a user's visits into one session, which hides session "
+        "boundaries from session-based recipes; turn it on only for sources without sessions.",
+    )
+    item_id: Paths = Field(
+        default=("properties.productId", "properties.itemId"),
+        description="Required when the schema's ITEM_ID column is not nullable (the shipped one).",
+    )
+    event_type: Paths = Field(default=("event",), min_length=1, description="Required; becomes eventType.")
+    allowed_event_types: list[_EVENT_TYPE] = Field(
+        default_factory=list,
+        description="Source event names accepted (matched before renaming); empty accepts all. "
+        "Others are rejected with rule event_type_not_allowed.",
+    )
+    event_type_renames: dict[str, _EVENT_TYPE] = Field(
+        default_factory=dict, description="Source event name -> eventType sent to Personalize."
+    )
+    event_value: Paths = Field(default=("properties.value",), description="A JSON number; becomes eventValue.")
+    timestamp: Paths = Field(default=("timestamp",), min_length=1, description="Required; becomes sentAt.")
+    timestamp_unit: TimestampUnit = Field(
+        default="iso8601",
+        description="How `timestamp` is written: iso8601 strings, or epoch seconds / milliseconds "
+        "numbers (iso8601_or_seconds: strings as ISO-8601, numbers as seconds). Explicit on purpose: "
+        "guessing seconds vs milliseconds from magnitude is how year-50000 events happen. ISO-8601 "
+        "times without an offset are taken as UTC.",
+    )
+    recommendation_id: Paths = Field(
+        default=("properties.recommendationId",), description="Becomes recommendationId (1-40 chars)."
+    )
+    impression: Paths = Field(
+        default=("properties.impression",), description="A list of item IDs or one string joined with |."
+    )
+    event_attribution_source: Paths = Field(
+        default=("properties.eventAttributionSource",),
+        description="Becomes metricAttribution.eventAttributionSource.",
+    )
+
+
+class _CatalogSpec(_Spec):
+    timestamp_units: dict[str, TimestampUnit] = Field(
+        default_factory=dict,
+        description="Integer columns holding times, converted to epoch seconds. Reserved time "
+        "columns (CREATION_TIMESTAMP) default to iso8601_or_seconds.",
+    )
+
+
+class ItemsMapping(_CatalogSpec):
+    """How one topic's JSON item records become PutItems items."""
+
+    kind: Literal["items"] = Field(default="items", description="The dataset type this maps to.")
+    item_id: Paths = Field(
+        default=("itemId", "properties.itemId", "properties.productId"), min_length=1, description="Required."
+    )
+
+
+class UsersMapping(_CatalogSpec):
+    """How one topic's JSON user records become PutUsers users. Defaults read Segment `identify`."""
+
+    kind: Literal["users"] = Field(default="users", description="The dataset type this maps to.")
+    user_id: Paths = Field(default=("userId",), min_length=1, description="Required.")
+    field_prefix: str = Field(default="traits", min_length=1, description="Where unlisted columns are read.")
+
+
+def _spec_kind(value: Any) -> str | None:
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    return kind if isinstance(kind, str) else None
+
+
+MappingSpec = Annotated[
+    Annotated[InteractionsMapping, Tag("interactions")]
+    | Annotated[ItemsMapping, Tag("items")]
+    | Annotated[UsersMapping, Tag("users")],
+    Discriminator(
+        _spec_kind,
+        custom_error_type="mapping_kind",
+        custom_error_message="a mapping needs `kind: interactions | items | users` (the dataset type of its topic)",
+    ),
+]
+"""Any topic's mapping; `kind` names the dataset type it is written for."""
+
+_MODELS: dict[DatasetType, type[InteractionsMapping | ItemsMapping | UsersMapping]] = {
+    DatasetType.INTERACTIONS: InteractionsMapping,
+    DatasetType.ITEMS: ItemsMapping,
+    DatasetType.USERS: UsersMapping,
+}
+
+
+def mapping_model_for(dataset_type: DatasetType) -> type[InteractionsMapping | ItemsMapping | UsersMapping]:
+    return _MODELS[dataset_type]
+
+
+def default_mapping(dataset_type: DatasetType) -> InteractionsMapping | ItemsMapping | UsersMapping:
+    """The mapping used when a topic configures none (the shapes in the module docstring)."""
+    return _MODELS[dataset_type]()
+
+
+class MappingConfigError(ValueError):
+    """A mapping that does not fit its schema (unknown column, wrong dataset type)."""
+
+
+class MappingError(Exception):
+    """Nothing usable could be extracted: not JSON, not an object, missing or wrong-typed path."""
+
+    def __init__(self, rule: str, field: str | None, message: str, value: object = None) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.field = field
+        self.message = message
+        self.value = value
+
+    def rejection(self) -> Rejection:
+        return Rejection(
+            stage=Stage.MAPPING,
+            rule=self.rule,
+            message=self.message,
+            field=self.field,
+            value=None if self.value is None else render(self.value),
+            exception_class="worker.mapping.MappingError",
+        )
+
+
+Path = tuple[str, ...]
+
+
+def compile_paths(paths: Sequence[str]) -> tuple[Path, ...]:
+    return tuple(tuple(p.split(".")) for p in paths)
+
+
+def extract(obj: Any, paths: tuple[Path, ...]) -> Any:
+    """The first non-null value found at one of `paths`; None when none holds one.
+
+    A path through something that is not an object (or a list, for a numeric segment)
+    simply finds nothing, so the next path is tried.
+    """
+    for path in paths:
+        cur = obj
+        for seg in path:
+            if type(cur) is dict:
+                cur = cur.get(seg)
+            elif type(cur) is list and seg.isascii() and seg.isdigit() and int(seg) < len(cur):
+                cur = cur[int(seg)]
+            else:
+                cur = None
+            if cur is None:
+                break
+        if cur is not None:
+            return cur
+    return None
+
+
+def as_id(field: str, raw: Any) -> str:
+    """IDs are strings; integers are accepted and written in decimal (common for user IDs)."""
+    if type(raw) is str:
+        return raw
+    if type(raw) is int:
+        return str(raw)
+    raise MappingError(Rule.WRONG_TYPE.value, field, f"expected a string, got {type(raw).__name__}", raw)
+
+
+def to_epoch_seconds(field: str, raw: Any, unit: TimestampUnit) -> float:
+    """Convert a source time to epoch seconds; naive ISO-8601 times are taken as UTC."""
+    if unit == "iso8601" or (unit == "iso8601_or_seconds" and isinstance(raw, str)):
+        if not isinstance(raw, str):
+            raise MappingError(
+                Rule.WRONG_TYPE.value, field, f"expected an ISO-8601 string (timestamp unit {unit})", raw
+            )
+        try:
+            moment = datetime.fromisoformat(raw)
+        except ValueError:
+            raise MappingError("bad_timestamp", field, "not an ISO-8601 date-time", raw) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.timestamp()
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise MappingError(
+            Rule.WRONG_TYPE.value, field, f"expected a number of epoch {unit} (timestamp unit {unit})", raw
+        )
+    try:
+        return raw / 1000 if unit == "milliseconds" else float(raw)
+    except OverflowError:
+        raise ValidationError(Rule.OUT_OF_RANGE, field, "timestamp is too large", raw) from None
+
+
+def derived_event_id(source: SourceRef) -> str:
+    """A stable eventId from where the record sits in Kafka (64 hex chars, same in every process)."""
+    key = f"{source.topic}\x00{source.partition}\x00{source.offset}".encode()
+    return hashlib.sha256(key).hexdigest()
+
+
+def _column_paths(spec: _Spec, columns: Sequence[str], prefix: str) -> dict[str, Any]:
+    known = set(columns)
+    unknown = sorted(set(spec.fields) - known)
+    if unknown:
+        raise MappingConfigError(
+            f"mapping `fields` names {unknown}, which are not mappable columns of the schema; known: {sorted(known)}"
+        )
+    out: dict[str, Any] = {}
+    for column in columns:
+        paths = spec.fields.get(column)
+        if paths is None:
+            candidates = (property_key(column), column, column.lower())
+            paths = tuple(dict.fromkeys(f"{prefix}.{c}" for c in candidates))
+        out[column] = compile_paths(paths)
+    return out
+
+
+class EventDecoder:
+    """Bytes of one Kafka record value -> Interaction | CatalogUpdate | Rejection.
+
+    Built once per topic; `decode` is pure and never raises.
+    """
+
+    def __init__(
+        self,
+        dataset_type: DatasetType,
+        spec: InteractionsMapping | ItemsMapping | UsersMapping,
+        schema: DatasetSchema,
+        limits: ValidationLimits,
+        *,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    ) -> None:
+        if max_record_bytes < 1:
+            raise MappingConfigError(f"max_record_bytes must be positive, not {max_record_bytes}")
+        self.max_record_bytes = max_record_bytes
+        if schema.dataset_type is not dataset_type:
+            raise MappingConfigError(f"schema is for {schema.dataset_type.value}, topic feeds {dataset_type.value}")
+        if spec.kind != dataset_type.value:
+            raise MappingConfigError(f"mapping is for {spec.kind}, topic feeds {dataset_type.value}")
+        self.dataset_type = dataset_type
+        self.limits = limits
+        if isinstance(spec, InteractionsMapping):
+            self._init_interactions(spec, schema)
+        else:
+            self._init_catalog(spec, schema)
+
+    def _init_interactions(self, spec: InteractionsMapping, schema: DatasetSchema) -> None:
+        self.validator = InteractionValidator(schema, self.limits)
+        self.spec = spec
+        c = compile_paths
+        self.p_event_id, self.p_user, self.p_session = c(spec.event_id), c(spec.user_id), c(spec.session_id)
+        self.p_item, self.p_type, self.p_value = c(spec.item_id), c(spec.event_type), c(spec.event_value)
+        self.p_time, self.p_rec = c(spec.timestamp), c(spec.recommendation_id)
+        self.p_impression, self.p_source = c(spec.impression), c(spec.event_attribution_source)
+        self.allowed = frozenset(spec.allowed_event_types)
+        self.renames = dict(spec.event_type_renames)
+        self.columns = _column_paths(spec, [f.name for f in schema.custom], spec.field_prefix)
+
+    def _init_catalog(self, spec: ItemsMapping | UsersMapping, schema: DatasetSchema) -> None:
+        self.catalog = CatalogValidator(schema, self.limits)
+        id_field = ID_FIELDS[schema.dataset_type]
+        self.id_key = schema.property_key(id_field)
+        self.p_id = compile_paths(spec.item_id if isinstance(spec, ItemsMapping) else spec.user_id)
+        names = [f.name for f in schema.fields if f.name != id_field]
+        self.columns = _column_paths(spec, names, spec.field_prefix)
+        units: dict[str, TimestampUnit] = {
+            f.name: "iso8601_or_seconds" for f in schema.fields if f.reserved and f.avro_type == "long"
+        }
+        for name, unit in spec.timestamp_units.items():
+            f = schema.field(name)
+            if f is None or f.avro_type not in ("int", "long"):
+                raise MappingConfigError(f"timestamp_units names {name!r}, which is not an int/long column")
+            units[name] = unit
+        self.units = units
+
+    def decode(self, value: bytes | None, source: SourceRef, now: float) -> Decoded:
+        """Map and validate one record value; every failure is returned as a Rejection."""
+        try:
+            obj = self._parse(value)
+            if self.dataset_type is DatasetType.INTERACTIONS:
+                return self._interaction(obj, source, now)
+            return self._catalog(obj, now)
+        except MappingError as exc:
+            return exc.rejection()
+        except ValidationError as exc:
+            return exc.rejection()
+        except Exception as exc:  # noqa: BLE001 - "never raise": one odd record must not stop a partition
+            return Rejection(
+                stage=Stage.MAPPING,
+                rule="internal_error",
+                message=f"unexpected {type(exc).__name__}: {truncate(str(exc))}",
+                exception_class=f"{type(exc).__module__}.{type(exc).__qualname__}",
+            )
+
+    def _parse(self, value: bytes | None) -> dict[str, Any]:
+        if value is None:
+            raise MappingError("tombstone", None, "record value is null (a tombstone)")
+        size = len(value)
+        if size > self.max_record_bytes:
+            raise MappingError("too_large", None, f"value is {size} bytes, at most {self.max_record_bytes} are parsed")
+        if not value.strip():
+            raise MappingError("empty", None, "record value is empty")
+        try:
+            text = value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise MappingError("not_utf8", None, f"value is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+        try:
+            obj = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise MappingError("not_json", None, f"value is not JSON: {truncate(str(exc), 120)}", text) from None
+        if type(obj) is not dict:
+            raise MappingError("not_object", None, f"JSON root is {type(obj).__name__}, an object is needed", text)
+        return obj
+
+    def _opt_id(self, field: str, obj: dict[str, Any], paths: tuple[Path, ...]) -> str | None:
+        raw = extract(obj, paths)
+        return None if raw is None else as_id(field, raw)
+
+    def _interaction(self, obj: dict[str, Any], source: SourceRef, now: float) -> Interaction:
+        raw_type = extract(obj, self.p_type)
+        if raw_type is None:
+            raise MappingError("missing", "eventType", "no event type at the configured paths")
+        event_type = as_id("eventType", raw_type)
+        if self.allowed and event_type not in self.allowed:
+            raise ValidationError(Rule.EVENT_TYPE_NOT_ALLOWED, "eventType", "is not in allowed_event_types", event_type)
+        event_type = self.renames.get(event_type, event_type)
+        raw_time = extract(obj, self.p_time)
+        if raw_time is None:
+            raise MappingError("missing", "sentAt", "no timestamp at the configured paths")
+        sent_at = to_epoch_seconds("sentAt", raw_time, self.spec.timestamp_unit)
+        user_id = self._opt_id("userId", obj, self.p_user)
+        session_id = self._opt_id("sessionId", obj, self.p_session)
+        if session_id is None:
+            if user_id is None:
+                raise MappingError("missing", "sessionId", "the event has neither a userId nor a sessionId")
+            if not self.spec.session_id_fallback_to_user_id:
+                raise MappingError(
+                    "missing",
+                    "sessionId",
+                    "no sessionId (PutEvents requires one); set session_id_fallback_to_user_id to use the userId",
+                )
+            session_id = user_id
+        event_id = self._opt_id("eventId", obj, self.p_event_id) or derived_event_id(source)
+        return self.validator.build(
+            event_id=event_id,
+            event_type=event_type,
+            sent_at=round(sent_at, 3),
+            session_id=session_id,
+            user_id=user_id,
+            item_id=self._opt_id("itemId", obj, self.p_item),
+            event_value=self._number("eventValue", extract(obj, self.p_value)),
+            recommendation_id=self._opt_id("recommendationId", obj, self.p_rec),
+            impression=self._impression(extract(obj, self.p_impression)),
+            attribution_source=self._opt_id("metricAttribution.eventAttributionSource", obj, self.p_source),
+            values={name: extract(obj, paths) for name, paths in self.columns.items()},
+            now=now,
+        )
+
+    @staticmethod
+    def _number(field: str, raw: Any) -> float | None:
+        if raw is None or (type(raw) in (int, float)):
+            return raw  # type: ignore[no-any-return]
+        raise MappingError(Rule.WRONG_TYPE.value, field, f"expected a number, got {type(raw).__name__}", raw)
+
+    @staticmethod
+    def _impression(raw: Any) -> list[str] | None:
+        if raw is None:
+            return None
+        if type(raw) is str:
+            return raw.split("|") if raw else None
+        if type(raw) is list:
+            return [as_id("impression", v) for v in raw]
+        raise MappingError(
+            Rule.WRONG_TYPE.value,
+            "impression",
+            f"expected a list or |-joined string, got {type(raw).__name__}",
+            raw,
+        )
+
+    def _catalog(self, obj: dict[str, Any], now: float) -> CatalogUpdate:
+        raw_id = extract(obj, self.p_id)
+        if raw_id is None:
+            raise MappingError("missing", self.id_key, f"no {self.id_key} at the configured paths")
+        entity_id = as_id(self.id_key, raw_id)
+        values: dict[str, Any] = {}
+        units = self.units
+        for name, paths in self.columns.items():
+            raw = extract(obj, paths)
+            if raw is not None and name in units:
+                raw = _whole_seconds(name, to_epoch_seconds(name, raw, units[name]))
+            values[name] = raw
+        return self.catalog.build(entity_id, values, now)
+
+
+def _whole_seconds(field: str, seconds: float) -> int:
+    """Time columns are Avro longs: floor to whole seconds (sub-second precision is dropped)."""
+    if not math.isfinite(seconds):
+        raise ValidationError(Rule.NOT_FINITE, field, "must be a finite time", seconds)
+    return int(seconds // 1)
+
+
+def parse_mapping(
+    dataset_type: DatasetType, data: Mapping[str, Any] | None
+) -> InteractionsMapping | ItemsMapping | UsersMapping:
+    """Validate a mapping section written for `dataset_type` (its `kind` may be left out)."""
+    return _MODELS[dataset_type].model_validate(dict(data or {}))
