@@ -1,0 +1,9 @@
+"""Local Personalize: a development/test stand-in for Amazon Personalize, NOT the real service.
+
+One HTTP server speaking the real wire protocols (see
+``shared/reference/personalize-api-contract.md``) so unmodified boto3/aiobotocore
+clients talk to it through ``endpoint_url``. So far it serves the
+``personalize-events`` data plane (PutEvents, PutItems, PutUsers) with model-driven
+validation, durable SQLite storage, fault injection and an inspection API under
+``/_local/``. Run it with ``python -m worker.local.personalize --help``.
+"""

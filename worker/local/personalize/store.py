@@ -1,0 +1,368 @@
+"""Durable state of the local Personalize (a development/test stand-in): one SQLite file.
+
+WAL with ``synchronous=NORMAL`` survives a killed process (not a power cut), which is
+the durability a test stand-in needs, and keeps a commit to a few microseconds so one
+core absorbs thousands of PutEvents calls a second. Each Put* request is exactly one
+transaction, so a batch is stored whole or not at all, as the real API promises.
+
+Deduplication follows the service docs (contract §5.1): per tracking ID only the
+*first* event with a given ``eventId`` is kept, and of several events that are exact
+duplicates only one is kept. "Exact duplicate" is read as the same dataset row: the
+same user, item, event type, event value, ``sentAt`` and identical ``properties``
+text. Later copies are counted as duplicates and not stored.
+
+The dedupe keys are held in memory (`_SeenKeys`, rebuilt from the table at start)
+rather than as UNIQUE indexes: producers' event IDs are typically hashes, and a
+B-tree over random keys dirties about one page per event, which on this kind of disk
+cut throughput by more than half. The table therefore stays append-only on the hot
+path. The price is memory - roughly 200 bytes per stored event - which a
+development stand-in can afford. Keys join the in-memory set only after the
+transaction commits, so the set never claims a row the table does not have.
+
+Registrations (event trackers, datasets) live here too so a restart keeps them; the
+small `register_*` API is what the future control plane will call. Lookups are
+served from an in-memory mirror to keep the hot path free of extra queries.
+
+The connection is used from the event-loop thread only; a component that needs
+another thread (e.g. training) should open its own `Store` on the same directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+DB_FILE: Final = "local-personalize.sqlite3"
+SCHEMA_VERSION: Final = 1
+DATASET_TYPES: Final = frozenset({"INTERACTIONS", "ITEMS", "USERS", "ACTIONS", "ACTION_INTERACTIONS"})
+ACTIVE: Final = "ACTIVE"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS trackers (
+    tracking_id TEXT PRIMARY KEY,
+    dataset_group_arn TEXT,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS datasets (
+    dataset_arn TEXT PRIMARY KEY,
+    dataset_type TEXT NOT NULL,
+    dataset_group_arn TEXT,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    tracking_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    user_id TEXT,
+    session_id TEXT NOT NULL,
+    item_id TEXT,
+    event_type TEXT NOT NULL,
+    event_value REAL,
+    sent_at REAL NOT NULL,
+    properties TEXT,
+    recommendation_id TEXT,
+    impression TEXT,
+    event_attribution_source TEXT,
+    received_at REAL NOT NULL,
+    content_key BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_tracker ON events (tracking_id, seq);
+CREATE TABLE IF NOT EXISTS items (
+    dataset_arn TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    properties TEXT,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (dataset_arn, item_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS users (
+    dataset_arn TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    properties TEXT,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (dataset_arn, user_id)
+) WITHOUT ROWID;
+"""
+
+_INSERT_EVENT = (
+    "INSERT INTO events (tracking_id, event_id, user_id, session_id, item_id, event_type,"
+    " event_value, sent_at, properties, recommendation_id, impression, event_attribution_source,"
+    " received_at, content_key) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+_EVENT_COLUMNS = (
+    "event_id, user_id, session_id, item_id, event_type, event_value, sent_at, properties,"
+    " recommendation_id, impression, event_attribution_source, received_at, tracking_id"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Tracker:
+    tracking_id: str
+    dataset_group_arn: str | None
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    arn: str
+    dataset_type: str
+    dataset_group_arn: str | None
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """One accepted PutEvents event, as stored (``eventId`` already filled in)."""
+
+    event_id: str
+    user_id: str | None
+    session_id: str
+    item_id: str | None
+    event_type: str
+    event_value: float | None
+    sent_at: float
+    properties: str | None
+    recommendation_id: str | None
+    impression: tuple[str, ...] | None
+    event_attribution_source: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class InsertResult:
+    stored: int
+    duplicates: int
+
+
+def content_key(row: EventRow) -> bytes:
+    """Identity of an event as a dataset row, for the exact-duplicate rule.
+
+    The repr of a tuple is unambiguous (strings are quoted and escaped) and cheap.
+    """
+    identity = (row.user_id, row.item_id, row.event_type, row.event_value, row.sent_at, row.properties)
+    return hashlib.blake2b(repr(identity).encode(), digest_size=16).digest()
+
+
+class _SeenKeys:
+    """Event IDs and content keys already stored for one tracking ID."""
+
+    __slots__ = ("contents", "event_ids")
+
+    def __init__(self) -> None:
+        self.event_ids: set[str] = set()
+        self.contents: set[bytes] = set()
+
+
+class Store:
+    """The SQLite file under the data directory, plus an in-memory registration mirror."""
+
+    def __init__(self, data_dir: Path | str) -> None:
+        directory = Path(data_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / DB_FILE
+        self._db = sqlite3.connect(self.path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        self._trackers = {
+            r[0]: Tracker(r[0], r[1], r[2])
+            for r in self._db.execute("SELECT tracking_id, dataset_group_arn, status FROM trackers")
+        }
+        self._datasets = {
+            r[0]: Dataset(r[0], r[1], r[2], r[3])
+            for r in self._db.execute("SELECT dataset_arn, dataset_type, dataset_group_arn, status FROM datasets")
+        }
+
+        self._seen: dict[str, _SeenKeys] = {}
+        for tracking_id, event_id, key in self._db.execute("SELECT tracking_id, event_id, content_key FROM events"):
+            seen = self._seen_for(tracking_id)
+            seen.event_ids.add(event_id)
+            seen.contents.add(key)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- registrations (the future control plane calls these) -------------------------
+
+    def register_tracker(self, tracking_id: str, dataset_group_arn: str | None = None) -> Tracker:
+        """Create or update an ACTIVE event tracker; idempotent."""
+        self._db.execute(
+            "INSERT INTO trackers (tracking_id, dataset_group_arn, status, created_at) VALUES (?,?,?,?)"
+            " ON CONFLICT (tracking_id) DO UPDATE SET"
+            " dataset_group_arn = coalesce(excluded.dataset_group_arn, dataset_group_arn),"
+            " status = excluded.status",
+            (tracking_id, dataset_group_arn, ACTIVE, time.time()),
+        )
+        group = dataset_group_arn
+        if group is None and tracking_id in self._trackers:
+            group = self._trackers[tracking_id].dataset_group_arn
+        tracker = Tracker(tracking_id, group, ACTIVE)
+        self._trackers[tracking_id] = tracker
+        return tracker
+
+    def register_dataset(self, arn: str, dataset_type: str, dataset_group_arn: str | None = None) -> Dataset:
+        """Create or update an ACTIVE dataset; `dataset_type` as in CreateDataset (any case)."""
+        kind = dataset_type.upper()
+        if kind not in DATASET_TYPES:
+            raise ValueError(f"unknown dataset type {dataset_type!r}; expected one of {sorted(DATASET_TYPES)}")
+        self._db.execute(
+            "INSERT INTO datasets (dataset_arn, dataset_type, dataset_group_arn, status, created_at)"
+            " VALUES (?,?,?,?,?) ON CONFLICT (dataset_arn) DO UPDATE SET"
+            " dataset_type = excluded.dataset_type,"
+            " dataset_group_arn = coalesce(excluded.dataset_group_arn, dataset_group_arn),"
+            " status = excluded.status",
+            (arn, kind, dataset_group_arn, ACTIVE, time.time()),
+        )
+        group = dataset_group_arn
+        if group is None and arn in self._datasets:
+            group = self._datasets[arn].dataset_group_arn
+        dataset = Dataset(arn, kind, group, ACTIVE)
+        self._datasets[arn] = dataset
+        return dataset
+
+    def set_dataset_status(self, arn: str, status: str) -> None:
+        """Let the control plane mark a dataset busy (Put* then answers ResourceInUse)."""
+        current = self._datasets[arn]
+        self._db.execute("UPDATE datasets SET status = ? WHERE dataset_arn = ?", (status, arn))
+        self._datasets[arn] = Dataset(current.arn, current.dataset_type, current.dataset_group_arn, status)
+
+    def tracker(self, tracking_id: str) -> Tracker | None:
+        return self._trackers.get(tracking_id)
+
+    def dataset(self, arn: str) -> Dataset | None:
+        return self._datasets.get(arn)
+
+    def trackers(self) -> list[Tracker]:
+        return list(self._trackers.values())
+
+    def datasets(self) -> list[Dataset]:
+        return list(self._datasets.values())
+
+    # -- writes: one transaction each -----------------------------------------------
+
+    def insert_events(self, tracking_id: str, rows: list[EventRow], received_at: float) -> InsertResult:
+        """Store the first occurrence of each event (eventId and exact-row dedupe), atomically."""
+        seen = self._seen_for(tracking_id)
+        new_ids: set[str] = set()
+        new_keys: set[bytes] = set()
+        params = []
+        for r in rows:
+            key = content_key(r)
+            if r.event_id in seen.event_ids or r.event_id in new_ids or key in seen.contents or key in new_keys:
+                continue
+            new_ids.add(r.event_id)
+            new_keys.add(key)
+            params.append(
+                (
+                    tracking_id,
+                    r.event_id,
+                    r.user_id,
+                    r.session_id,
+                    r.item_id,
+                    r.event_type,
+                    r.event_value,
+                    r.sent_at,
+                    r.properties,
+                    r.recommendation_id,
+                    None if r.impression is None else json.dumps(r.impression),
+                    r.event_attribution_source,
+                    received_at,
+                    key,
+                )
+            )
+        if params:
+            with self._transaction():
+                self._db.executemany(_INSERT_EVENT, params)
+            seen.event_ids |= new_ids  # only after COMMIT
+            seen.contents |= new_keys
+        return InsertResult(stored=len(params), duplicates=len(rows) - len(params))
+
+    def _seen_for(self, tracking_id: str) -> _SeenKeys:
+        seen = self._seen.get(tracking_id)
+        if seen is None:
+            seen = self._seen[tracking_id] = _SeenKeys()
+        return seen
+
+    def upsert_items(self, dataset_arn: str, records: list[tuple[str, str | None]]) -> None:
+        self._upsert("items", "item_id", dataset_arn, records)
+
+    def upsert_users(self, dataset_arn: str, records: list[tuple[str, str | None]]) -> None:
+        self._upsert("users", "user_id", dataset_arn, records)
+
+    def _upsert(self, table: str, id_column: str, dataset_arn: str, records: list[tuple[str, str | None]]) -> None:
+        """Last write wins: a record whose ID exists replaces it (DG importing-items/users)."""
+        now = time.time()
+        sql = (
+            f"INSERT INTO {table} (dataset_arn, {id_column}, properties, updated_at) VALUES (?,?,?,?)"
+            f" ON CONFLICT (dataset_arn, {id_column}) DO UPDATE SET"
+            " properties = excluded.properties, updated_at = excluded.updated_at"
+        )
+        with self._transaction():
+            self._db.executemany(sql, [(dataset_arn, rid, props, now) for rid, props in records])
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+    # -- reads (inspection API) -----------------------------------------------------
+
+    def list_events(self, tracking_id: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
+        where, args = ("WHERE tracking_id = ?", [tracking_id]) if tracking_id is not None else ("", [])
+        rows = self._db.execute(
+            f"SELECT {_EVENT_COLUMNS} FROM events {where} ORDER BY seq LIMIT ? OFFSET ?",
+            [*args, limit, offset],
+        )
+        return [
+            {
+                "eventId": r[0],
+                "userId": r[1],
+                "sessionId": r[2],
+                "itemId": r[3],
+                "eventType": r[4],
+                "eventValue": r[5],
+                "sentAt": r[6],
+                "properties": r[7],
+                "recommendationId": r[8],
+                "impression": None if r[9] is None else json.loads(r[9]),
+                "eventAttributionSource": r[10],
+                "receivedAt": r[11],
+                "trackingId": r[12],
+            }
+            for r in rows
+        ]
+
+    def list_catalog(self, table: str, dataset_arn: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
+        """Items or users (`table` is ``items`` or ``users``), in ID order."""
+        id_column, id_key = {"items": ("item_id", "itemId"), "users": ("user_id", "userId")}[table]
+        where, args = ("WHERE dataset_arn = ?", [dataset_arn]) if dataset_arn is not None else ("", [])
+        rows = self._db.execute(
+            f"SELECT dataset_arn, {id_column}, properties, updated_at FROM {table} {where}"
+            f" ORDER BY dataset_arn, {id_column} LIMIT ? OFFSET ?",
+            [*args, limit, offset],
+        )
+        return [{"datasetArn": r[0], id_key: r[1], "properties": r[2], "updatedAt": r[3]} for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        return {
+            table: int(self._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+            for table in ("events", "items", "users")
+        }
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` … ``COMMIT``/``ROLLBACK`` on an autocommit connection."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
