@@ -1,0 +1,267 @@
+"""Wiring of one worker process: settings -> consumer thread + asyncio pipeline + probes.
+
+Start-up order: logging, metrics and probes first (so a slow broker is visible), then
+schemas and decoders (a bad schema fails fast, before joining the group), then the
+Personalize client, the DLQ producer and the consumer thread.
+
+Shutdown (SIGTERM/SIGINT), in this order:
+  1. the consumer thread stops fetching (partitions paused, still polling to stay in the group);
+  2. the pipeline sends every open batch at once and waits for in-flight deliveries;
+  3. the DLQ producer is flushed, so dead-letter acknowledgements arrive;
+  4. the consumer thread commits every finished offset and leaves the group;
+all within `delivery.drain_timeout_s`; what is unfinished then stays uncommitted and is
+redelivered to the next owner (deterministic event IDs make that harmless).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import threading
+import time
+from typing import Any
+
+import aiohttp
+import structlog
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from kafka import KafkaProducer
+
+from worker.config import WorkerSettings
+from worker.ingest.consumer import ConsumerThread
+from worker.ingest.deadletter import DeadLetterWriter
+from worker.ingest.pipeline import Pipeline, TopicRoute
+from worker.ingest.ratelimit import RateLimiterRegistry
+from worker.ingest.sender import Sender, Target
+from worker.kafka_admin import ensure_topics, partition_count
+from worker.mapping import EventDecoder
+from worker.observe.health import HealthServer, LoopHeartbeat
+from worker.observe.logging import configure_logging
+from worker.observe.metrics import Metrics
+from worker.schemas import load_schema
+from worker.validation import ValidationLimits
+
+log = structlog.get_logger(__name__)
+
+
+def build_routes(settings: WorkerSettings) -> dict[str, TopicRoute]:
+    """Schemas and decoders for every topic; raises SchemaError/ConfigError before any I/O."""
+    limits = ValidationLimits(
+        max_past_seconds=settings.validation.max_past_days * 86_400,
+        max_future_seconds=settings.validation.max_future_seconds,
+    )
+    routes: dict[str, TopicRoute] = {}
+    for topic in settings.topics:
+        schema = load_schema(topic.schema_path)
+        decoder = EventDecoder(
+            topic.dataset_type, topic.effective_mapping, schema, limits,
+            max_record_bytes=settings.validation.max_record_bytes,
+        )
+        target = Target(
+            topic=topic.name,
+            dataset_type=topic.dataset_type,
+            scope=topic.rate_scope,
+            tracking_id=topic.tracking_id,
+            dataset_arn=topic.dataset_arn,
+        )
+        routes[topic.name] = TopicRoute(target=target, decoder=decoder, dlq_topic=topic.dead_letter_topic)
+    return routes
+
+
+class Worker:
+    """One worker process. `run()` returns the exit code."""
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        *,
+        consumer_overrides: dict[str, Any] | None = None,
+        early_stop: threading.Event | None = None,
+    ) -> None:
+        self.settings = settings
+        self._early_stop = early_stop
+        self.metrics = Metrics()
+        self._consumer_overrides = consumer_overrides or {}
+        self._stop = asyncio.Event()
+        self._heartbeat = LoopHeartbeat()
+        self._reachable: bool | None = None
+        self._consumer: ConsumerThread | None = None
+        self._pipeline: Pipeline | None = None
+        self.health: HealthServer | None = None
+
+    # -- probes ----------------------------------------------------------------------------------
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        assigned = self._consumer.assigned_partitions if self._consumer else 0
+        faults = dict(self._pipeline.faults) if self._pipeline else {}
+        ready = assigned > 0 and not faults and self._reachable is not False
+        return ready, {
+            "partitions_assigned": assigned,
+            "personalize_reachable": self._reachable,
+            "configuration_faults": faults,
+        }
+
+    def liveness(self) -> tuple[bool, dict[str, Any]]:
+        age = self._heartbeat.age(time.monotonic())
+        consumer_ok = self._consumer is None or self._consumer.fatal_error is None
+        return age < 30.0 and consumer_ok, {"loop_heartbeat_age_s": round(age, 3), "consumer_ok": consumer_ok}
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    # -- run -------------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        settings = self.settings
+        routes = build_routes(settings)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
+                loop.add_signal_handler(sig, self.request_stop)
+        if self._early_stop is not None and self._early_stop.is_set():
+            self.request_stop()  # stopped while starting: still go through the orderly shutdown
+        self.health = HealthServer(
+            settings.observability.http_host, settings.observability.http_port, self.metrics,
+            readiness=self.readiness, liveness=self.liveness,
+        )
+        self.health.start()
+        log.info("worker starting", topics=[t.name for t in settings.topics],
+                 bootstrap_servers=settings.kafka.bootstrap_servers, http_port=self.health.port)
+        await loop.run_in_executor(None, self._ensure_dead_letter_topics)
+        producer = KafkaProducer(
+            **settings.kafka.client_config(), acks="all", enable_idempotence=True, linger_ms=20,
+        )
+        session = get_session()
+        client_config = AioConfig(
+            connect_timeout=settings.personalize.connect_timeout_s,
+            read_timeout=settings.personalize.read_timeout_s,
+            max_pool_connections=settings.delivery.max_concurrency,
+            parameter_validation=settings.personalize.parameter_validation,
+            retries={"total_max_attempts": 1, "mode": "standard"},  # the sender owns retries
+        )
+        async with session.create_client(
+            "personalize-events",
+            region_name=settings.personalize.region,
+            endpoint_url=settings.personalize.events_endpoint_url,
+            config=client_config,
+        ) as client:
+            pipeline: Pipeline
+            # Late binding on purpose: the pipeline is created below and needs the writer.
+            dlq = DeadLetterWriter(producer, on_done=lambda src, rej: pipeline.on_dead_letter_acked(src, rej))  # noqa: PLW0108
+            limiters = RateLimiterRegistry({
+                "PutEvents": settings.delivery.put_events_rps,
+                "PutItems": settings.delivery.put_items_rps,
+                "PutUsers": settings.delivery.put_users_rps,
+            })
+            consumer = ConsumerThread(
+                settings.kafka, list(routes), submit=lambda recs: loop.call_soon_threadsafe(pipeline.submit, recs),
+                metrics=self.metrics, max_inflight_events=settings.delivery.max_inflight_events,
+                max_inflight_bytes=settings.delivery.max_inflight_bytes,
+                consumer_overrides=self._consumer_overrides,
+            )
+            sender = Sender(
+                client, limiters, self.metrics,
+                max_concurrency=settings.delivery.max_concurrency,
+                delivery_timeout_s=settings.delivery.delivery_timeout_s,
+                config_fault_retry_s=settings.delivery.config_fault_retry_s,
+            )
+            pipeline = Pipeline(
+                routes, sender, dead_letters=dlq, metrics=self.metrics, complete=consumer.complete,
+                linger_s=settings.delivery.linger_ms / 1000.0,
+                on_config_fault=lambda topic, _msg: consumer.stop_topic(topic),
+                on_config_recovered=consumer.resume_topic,
+            )
+            self._consumer, self._pipeline = consumer, pipeline
+            pipeline.start()
+            consumer.start()
+            probe = loop.create_task(self._probe_personalize(client.meta.endpoint_url))
+            beat = loop.create_task(self._beat())
+            try:
+                await self._wait_for_stop(consumer)
+            finally:
+                code = await self._shutdown(consumer, pipeline, dlq, producer)
+                probe.cancel()
+                beat.cancel()
+                self.health.stop()
+        return code
+
+    async def _wait_for_stop(self, consumer: ConsumerThread) -> None:
+        while not self._stop.is_set():
+            if not consumer.is_alive() and consumer.fatal_error is not None:
+                log.error("consumer thread died; shutting down", error=repr(consumer.fatal_error))
+                return
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=1.0)
+            except TimeoutError:
+                continue
+
+    async def _shutdown(
+        self, consumer: ConsumerThread, pipeline: Pipeline, dlq: DeadLetterWriter, producer: KafkaProducer
+    ) -> int:
+        timeout = self.settings.delivery.drain_timeout_s
+        started = time.monotonic()
+        log.info("shutting down: draining in-flight work", timeout_s=timeout, inflight=consumer.inflight)
+        consumer.begin_drain(timeout)
+        finished = await pipeline.drain(timeout)
+        loop = asyncio.get_running_loop()
+        remaining = max(0.5, timeout - (time.monotonic() - started))
+        await loop.run_in_executor(None, dlq.flush, remaining)
+        await loop.run_in_executor(None, consumer.wait_closed, remaining + 5.0)
+        dlq.close()
+        await pipeline.close()
+        await loop.run_in_executor(None, producer.close, 5.0)
+        log.info("worker stopped", drained=finished, seconds=round(time.monotonic() - started, 3))
+        return 1 if consumer.fatal_error is not None else 0
+
+    def _ensure_dead_letter_topics(self) -> None:
+        """Create missing DLQ topics with the source topic's partition count (best effort)."""
+        config = self.settings.kafka.client_config()
+        bootstrap = self.settings.kafka.bootstrap_servers
+        wanted: dict[str, int] = {}
+        for topic in self.settings.topics:
+            try:
+                wanted[topic.dead_letter_topic] = partition_count(bootstrap, topic.name, client_config=config) or 1
+            except Exception as exc:  # noqa: BLE001 - the producer reports a missing topic later
+                log.warning("cannot inspect topic", topic=topic.name, error=str(exc))
+                wanted[topic.dead_letter_topic] = 1
+        try:
+            created = ensure_topics(bootstrap, wanted, client_config=config)
+        except Exception as exc:  # noqa: BLE001 - no admin rights is a normal production setup
+            log.warning("could not create dead-letter topics; they must exist", topics=sorted(wanted),
+                        error=str(exc))
+            return
+        if created:
+            log.info("created dead-letter topics", topics=created)
+
+    async def _probe_personalize(self, endpoint_url: str) -> None:
+        """Personalize is reachable when any HTTP answer comes back from its endpoint."""
+        timeout = aiohttp.ClientTimeout(total=5)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            while True:
+                try:
+                    async with http.get(endpoint_url.rstrip("/") + "/ping") as response:
+                        await response.read()
+                    reachable = True
+                except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                    reachable = False
+                    if self._reachable is not False:
+                        log.warning("personalize endpoint unreachable", endpoint=endpoint_url, error=str(exc))
+                self._reachable = reachable
+                await asyncio.sleep(10.0 if reachable else 2.0)
+
+    async def _beat(self) -> None:
+        while True:
+            self._heartbeat.beat(time.monotonic())
+            await asyncio.sleep(1.0)
+
+
+def run_worker(settings: WorkerSettings, **kwargs: Any) -> int:
+    obs = settings.observability
+    configure_logging(
+        json=None if obs.log_format == "auto" else obs.log_format == "json",
+        level=obs.log_level,
+        redact_user_ids=obs.redact_user_ids,
+        redaction_salt=obs.redaction_salt.get_secret_value(),
+    )
+    return asyncio.run(Worker(settings, **kwargs).run())

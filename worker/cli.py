@@ -1,0 +1,183 @@
+"""`clickstream-worker` command line.
+
+Subcommands:
+  run                 the worker (consumer group member) until SIGTERM/SIGINT
+  validate FILE|-     offline: apply the same mapping and validation to JSON lines
+  dlq replay          re-publish dead-lettered records to their source topic
+  config example      print a complete commented configuration
+  local-personalize   the local Personalize development stand-in (HTTP server)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+
+from worker.config import ConfigError, WorkerSettings, load_settings
+from worker.mapping import MappingConfigError
+from worker.records import DatasetType
+from worker.schemas import SchemaError
+
+EXIT_CONFIG = 2
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", help="YAML settings file (default: $WORKER_CONFIG)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clickstream-worker", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the worker")
+    _add_config(run)
+
+    validate = sub.add_parser("validate", help="validate JSON-lines events offline")
+    validate.add_argument("file", help="JSON lines file, or - for stdin")
+    _add_config(validate)
+    validate.add_argument("--topic", help="use this configured topic's mapping and schema")
+    validate.add_argument("--dataset-type", choices=[t.value for t in DatasetType], default=None,
+                          help="without a config: the default mapping and shipped schema for this type")
+
+    dlq = sub.add_parser("dlq", help="dead-letter topic tools")
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
+    replay = dlq_sub.add_parser("replay", help="re-publish dead-lettered records to their source topic")
+    replay.add_argument("--topic", required=True, help="the dead-letter topic, e.g. clicks.dlq")
+    replay.add_argument("--stage", action="append", choices=["mapping", "validation", "delivery"],
+                        help="only records rejected at this stage (repeatable; default all)")
+    replay.add_argument("--bootstrap", help="Kafka bootstrap servers (default: from config/env)")
+    replay.add_argument("--from-beginning", action="store_true", help="ignore progress of earlier replays")
+    replay.add_argument("--idle-timeout", type=float, default=3.0, help="stop after this many idle seconds")
+    _add_config(replay)
+
+    config = sub.add_parser("config", help="configuration tools")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    config_sub.add_parser("example", help="print a complete commented example configuration")
+    config_sub.add_parser("reference", help="print the settings reference as a Markdown table")
+
+    local = sub.add_parser("local-personalize", help="run the local Personalize (development stand-in)",
+                           add_help=False)
+    local.add_argument("rest", nargs=argparse.REMAINDER)
+    return parser
+
+
+def install_early_stop_handlers() -> threading.Event:
+    """Record a stop request that arrives before the event loop installs its own handlers."""
+    requested = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _signum, _frame: requested.set())
+    return requested
+
+
+def _load(path: str | None) -> WorkerSettings:
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        print(f"clickstream-worker: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from exc
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    # Catch SIGTERM/SIGINT from the very start: an orchestrator may stop us while we import.
+    early_stop = install_early_stop_handlers()
+    from worker.app import run_worker  # heavy imports only for `run`
+
+    settings = _load(args.config)
+    try:
+        return run_worker(settings, early_stop=early_stop)
+    except (SchemaError, ConfigError, MappingConfigError) as exc:
+        print(f"clickstream-worker: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from worker.mapping import EventDecoder, default_mapping
+    from worker.schemas import load_schema
+    from worker.validate_cmd import open_input, run_validate
+    from worker.validation import ValidationLimits
+
+    if args.config or not args.dataset_type:
+        try:
+            settings = load_settings(args.config) if (args.config or args.topic) else None
+        except ConfigError as exc:
+            print(f"clickstream-worker: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+    else:
+        settings = None
+    try:
+        if settings is not None:
+            topic = next((t for t in settings.topics if t.name == args.topic), None) if args.topic else None
+            if topic is None:
+                topic = settings.topics[0]
+            limits = ValidationLimits(
+                max_past_seconds=settings.validation.max_past_days * 86_400,
+                max_future_seconds=settings.validation.max_future_seconds,
+            )
+            decoder = EventDecoder(topic.dataset_type, topic.effective_mapping, load_schema(topic.schema_path),
+                                   limits, max_record_bytes=settings.validation.max_record_bytes)
+            name = topic.name
+        else:
+            from worker.config import DEFAULT_SCHEMA_DIR
+
+            dataset_type = DatasetType(args.dataset_type or "interactions")
+            decoder = EventDecoder(dataset_type, default_mapping(dataset_type),
+                                   load_schema(DEFAULT_SCHEMA_DIR / f"{dataset_type.value}.json"),
+                                   ValidationLimits())
+            name = dataset_type.value
+    except (SchemaError, MappingConfigError) as exc:
+        print(f"clickstream-worker: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return run_validate(open_input(args.file), decoder, sys.stdout, now=time.time(), source_topic=name)
+
+
+def _cmd_dlq(args: argparse.Namespace) -> int:
+    from worker.config import KafkaSettings
+    from worker.dlq_replay import replay
+
+    if args.config or not args.bootstrap:
+        kafka = _load(args.config).kafka if args.config else KafkaSettings()
+    else:
+        kafka = KafkaSettings()
+    if args.bootstrap:
+        kafka = kafka.model_copy(update={"bootstrap_servers": args.bootstrap})
+    report = replay(
+        kafka.client_config(), args.topic, stages=set(args.stage) if args.stage else None,
+        from_beginning=args.from_beginning, idle_timeout_s=args.idle_timeout,
+    )
+    print(json.dumps(report.as_dict(), sort_keys=True))
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    from worker.config_docs import example_config, reference_table
+
+    print(example_config() if args.config_command == "example" else reference_table())
+    return 0
+
+
+def _cmd_local_personalize(args: argparse.Namespace) -> int:
+    from worker.local.personalize.server import main as local_main
+
+    return local_main(args.rest)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handlers = {
+        "run": _cmd_run,
+        "validate": _cmd_validate,
+        "dlq": _cmd_dlq,
+        "config": _cmd_config,
+        "local-personalize": _cmd_local_personalize,
+    }
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

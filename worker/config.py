@@ -1,0 +1,308 @@
+"""The worker's one settings model: a YAML file plus environment overrides.
+
+Precedence (highest first): explicit arguments, ``WORKER_*`` environment variables
+(nested with ``__``, e.g. ``WORKER_DELIVERY__LINGER_MS=20``), the well-known variables
+operators already set (``KAFKA_BOOTSTRAP_SERVERS``, ``AWS_REGION``/``AWS_DEFAULT_REGION``),
+then the YAML file (``--config`` or ``WORKER_CONFIG``), then defaults.
+
+AWS credentials are never part of this model: botocore's standard chain (environment,
+profile, container/instance role) finds them, and botocore itself honours the
+service-specific ``AWS_ENDPOINT_URL_PERSONALIZE_EVENTS`` / ``AWS_ENDPOINT_URL_PERSONALIZE``
+/ ``AWS_ENDPOINT_URL_PERSONALIZE_RUNTIME`` variables, so a local Personalize is selected
+exactly as users expect.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from worker.mapping import MappingSpec, default_mapping
+from worker.records import DatasetType
+
+#: Schemas shipped with the project, used when a topic names none.
+DEFAULT_SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+
+_ARN_GROUP = re.compile(r"^arn:[a-z\d-]+:personalize:[^:]*:[^:]*:dataset/([^/]+)/")
+
+
+class ConfigError(Exception):
+    """An invalid configuration; the message names each setting and how to fix it."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KafkaSettings(_Section):
+    """Connection and consumer-group settings (kafka-python 3.x names)."""
+
+    bootstrap_servers: str = Field("localhost:9092", description="Comma-separated host:port list.")
+    group_id: str = Field("clickstream-worker", description="Consumer group; replicas share it.")
+    client_id: str = "clickstream-worker"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_check_hostname: bool = True
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
+    sasl_plain_username: str | None = None
+    sasl_plain_password: SecretStr | None = None
+    auto_offset_reset: Literal["earliest", "latest"] = Field(
+        "earliest", description="Where a new group starts; earliest so nothing published before start is lost."
+    )
+    session_timeout_ms: int = Field(45_000, ge=1_000)
+    heartbeat_interval_ms: int = Field(3_000, ge=100)
+    max_poll_interval_ms: int = Field(300_000, ge=1_000)
+    max_poll_records: int = Field(2_000, ge=1)
+    commit_interval_s: float = Field(2.0, gt=0, description="How often finished offsets are committed.")
+    request_timeout_ms: int = Field(30_000, ge=1_000)
+
+    def client_config(self) -> dict[str, Any]:
+        """Settings shared by consumer, producer and admin client (security included)."""
+        config: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers.split(","),
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+            "request_timeout_ms": self.request_timeout_ms,
+        }
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            config.update(
+                ssl_cafile=self.ssl_cafile,
+                ssl_certfile=self.ssl_certfile,
+                ssl_keyfile=self.ssl_keyfile,
+                ssl_check_hostname=self.ssl_check_hostname,
+            )
+        if self.sasl_mechanism:
+            config["sasl_mechanism"] = self.sasl_mechanism
+            if self.sasl_plain_username is not None:
+                config["sasl_plain_username"] = self.sasl_plain_username
+            if self.sasl_plain_password is not None:
+                config["sasl_plain_password"] = self.sasl_plain_password.get_secret_value()
+        return config
+
+
+class TopicSettings(_Section):
+    """One input topic, bound to one Personalize dataset and one mapping."""
+
+    name: str = Field(min_length=1, max_length=249)
+    dataset_type: DatasetType
+    tracking_id: str | None = Field(None, description="Event tracker ID; required for interactions.")
+    dataset_arn: str | None = Field(None, description="Items/Users dataset ARN; required for items/users.")
+    dataset_group: str | None = Field(
+        None,
+        description="Rate-limit scope (quotas are per dataset group). Default: from the dataset ARN, "
+        "else the tracking ID.",
+    )
+    schema_file: Path | None = Field(None, description="Avro schema; default schemas/<dataset_type>.json.")
+    mapping: MappingSpec | None = Field(None, description="Field mapping; default reads Segment events.")
+    dlq_topic: str | None = Field(None, description="Dead-letter topic; default <name>.dlq.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mapping_kind_from_dataset_type(cls, data: Any) -> Any:
+        """A topic's `mapping:` block need not repeat its kind: it is the topic's dataset type."""
+        if isinstance(data, dict) and isinstance(data.get("mapping"), dict) and data.get("dataset_type"):
+            data = {**data, "mapping": {"kind": data["dataset_type"], **data["mapping"]}}
+        return data
+
+    @model_validator(mode="after")
+    def _check_target(self) -> TopicSettings:
+        if self.dataset_type is DatasetType.INTERACTIONS and not self.tracking_id:
+            raise ValueError(
+                f"topic {self.name!r} feeds interactions: set tracking_id to the event tracker's "
+                "trackingId (CreateEventTracker / DescribeEventTracker)"
+            )
+        if self.dataset_type is not DatasetType.INTERACTIONS and not self.dataset_arn:
+            raise ValueError(
+                f"topic {self.name!r} feeds {self.dataset_type.value}: set dataset_arn to the "
+                f"{self.dataset_type.value} dataset's ARN"
+            )
+        return self
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return self.dlq_topic or f"{self.name}.dlq"
+
+    @property
+    def schema_path(self) -> Path:
+        return self.schema_file or DEFAULT_SCHEMA_DIR / f"{self.dataset_type.value}.json"
+
+    @property
+    def effective_mapping(self) -> MappingSpec:
+        return self.mapping or default_mapping(self.dataset_type)
+
+    @property
+    def rate_scope(self) -> str:
+        """Personalize quotas are per dataset group; approximate when the group is unknown."""
+        if self.dataset_group:
+            return self.dataset_group
+        if self.dataset_arn and (match := _ARN_GROUP.match(self.dataset_arn)):
+            return match.group(1)
+        return self.tracking_id or self.dataset_arn or self.name
+
+
+class PersonalizeSettings(_Section):
+    """How the worker reaches Personalize. Endpoints default to botocore's resolution."""
+
+    region: str | None = Field(None, description="Default: AWS_REGION / AWS_DEFAULT_REGION.")
+    events_endpoint_url: str | None = Field(
+        None, description="Override; AWS_ENDPOINT_URL_PERSONALIZE_EVENTS works too (read by botocore)."
+    )
+    connect_timeout_s: float = Field(5.0, gt=0)
+    read_timeout_s: float = Field(10.0, gt=0)
+    parameter_validation: bool = Field(
+        False,
+        description="botocore client-side validation; off because the worker validates every record "
+        "itself (stricter: maxima and patterns) and it costs CPU on every call.",
+    )
+
+
+class DeliverySettings(_Section):
+    """Batching, concurrency, quotas, retries and backpressure."""
+
+    linger_ms: float = Field(50.0, ge=0, description="How long a partial batch waits for more events.")
+    max_concurrency: int = Field(64, ge=1, description="Concurrent Put* calls per worker process.")
+    put_events_rps: float = Field(1000.0, gt=0, description="PutEvents quota per dataset group.")
+    put_items_rps: float = Field(10.0, gt=0, description="PutItems quota per dataset group.")
+    put_users_rps: float = Field(10.0, gt=0, description="PutUsers quota per dataset group.")
+    delivery_timeout_s: float = Field(
+        300.0, gt=0, description="Retry budget per batch; after it records go to the DLQ (stage delivery)."
+    )
+    config_fault_retry_s: float = Field(
+        30.0, gt=0, description="While a topic is stopped on a configuration fault, re-probe this often."
+    )
+    max_inflight_events: int = Field(20_000, ge=10, description="Pause fetching above this many events.")
+    max_inflight_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    drain_timeout_s: float = Field(30.0, gt=0, description="SIGTERM: time to finish in-flight work.")
+
+
+class ValidationSettings(_Section):
+    """Sanity window for timestamps and the raw size guard."""
+
+    max_past_days: float = Field(730.0, gt=0, description="Reject events older than this.")
+    max_future_seconds: float = Field(86_400.0, ge=0, description="Reject events further in the future.")
+    max_record_bytes: int = Field(1_000_000, ge=1024, description="Reject larger raw values unparsed.")
+
+
+class ObservabilitySettings(_Section):
+    """Logs, metrics, probes."""
+
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    redact_user_ids: bool = Field(True, description="Hash user/session IDs in logs (personal data).")
+    redaction_salt: SecretStr = Field(SecretStr(""), description="Salt for the redaction hash.")
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(9108, ge=0, le=65535, description="Serves /metrics, /healthz, /readyz.")
+
+
+class WorkerSettings(_Section):
+    """Everything `clickstream-worker run` needs."""
+
+    kafka: KafkaSettings = KafkaSettings()
+    topics: list[TopicSettings] = Field(default_factory=list)
+    personalize: PersonalizeSettings = PersonalizeSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    validation: ValidationSettings = ValidationSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
+
+    @model_validator(mode="after")
+    def _check_topics(self) -> WorkerSettings:
+        if not self.topics:
+            raise ValueError("no input topics: add at least one entry under `topics`")
+        names = [t.name for t in self.topics]
+        if len(set(names)) != len(names):
+            raise ValueError(f"topics: a topic is listed twice: {names}")
+        clash = set(names) & {t.dead_letter_topic for t in self.topics}
+        if clash:
+            raise ValueError(f"topics: a dead-letter topic is also an input topic: {sorted(clash)}")
+        return self
+
+
+def _well_known_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Variables operators already use for Kafka and AWS, below WORKER_* in precedence."""
+    result: dict[str, Any] = {}
+    if servers := environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        result["kafka"] = {"bootstrap_servers": servers}
+    if region := environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION"):
+        result["personalize"] = {"region": region}
+    return result
+
+
+def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist: pass --config PATH or set WORKER_CONFIG") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level, not {type(data).__name__}")
+    return data
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line per problem: the dotted setting, what is wrong, how to fix it."""
+    lines = ["invalid configuration:"]
+    for error in exc.errors():
+        loc = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        env = "WORKER_" + "__".join(str(p).upper() for p in error["loc"] if not isinstance(p, int))
+        msg = error["msg"].removeprefix("Value error, ")
+        fix = {
+            "missing": "add it to the config file",
+            "extra_forbidden": "remove it (unknown setting; check the spelling against `config example`)",
+        }.get(error["type"], "correct the value")
+        lines.append(f"  - {loc}: {msg} (got {error.get('input')!r}); fix: {fix}, or set {env}")
+    return "\n".join(lines)
+
+
+def load_settings(path: str | Path | None = None, **overrides: Any) -> WorkerSettings:
+    """Load the YAML file (``path`` or ``WORKER_CONFIG``), apply env overrides, validate.
+
+    Environment variables win over the file; `overrides` (from the command line) win over both.
+    Raises ConfigError with a message naming each bad setting.
+    """
+    file_data: dict[str, Any] = {}
+    chosen = path or os.environ.get("WORKER_CONFIG")
+    if chosen:
+        file_data = _read_yaml(Path(chosen))
+    # File values go in as the lowest-precedence layer: the env sources are merged on top.
+    try:
+        worker_env = _WorkerEnv().model_dump(exclude_none=True)  # WORKER_* variables, nested by "__"
+        data = _deep_merge(_deep_merge(file_data, _well_known_env(os.environ)), worker_env)
+        data = _deep_merge(data, overrides)
+        return WorkerSettings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from exc
+
+
+class _WorkerEnv(BaseSettings):
+    """Reads only WORKER_* variables (no validation of completeness) so they can be layered."""
+
+    model_config = SettingsConfigDict(env_prefix="WORKER_", env_nested_delimiter="__", extra="ignore")
+
+    kafka: dict[str, Any] | None = None
+    topics: list[dict[str, Any]] | None = None
+    personalize: dict[str, Any] | None = None
+    delivery: dict[str, Any] | None = None
+    validation: dict[str, Any] | None = None
+    observability: dict[str, Any] | None = None

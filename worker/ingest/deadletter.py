@@ -1,0 +1,128 @@
+"""Dead-letter records: the original bytes plus Kafka Connect's error headers.
+
+The header names are Kafka Connect's (`errors.deadletterqueue.context.headers.enable`), so
+existing tooling that inspects Connect DLQs reads ours unchanged. A record only counts as
+done once its dead-letter write is acknowledged by the broker; until then its offset is not
+committed, so a crash between "rejected" and "written" redelivers it rather than losing it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from worker.records import Rejection, SourceRef
+
+log = structlog.get_logger(__name__)
+
+HEADER_PREFIX = "__connect.errors."
+ERROR_HEADER_NAMES = frozenset(
+    HEADER_PREFIX + name
+    for name in (
+        "topic",
+        "partition",
+        "offset",
+        "stage",
+        "exception.class.name",
+        "exception.message",
+        "rule",
+        "field",
+    )
+)
+
+Header = tuple[str, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """What the DLQ must reproduce: the consumed record exactly as it arrived."""
+
+    source: SourceRef
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[Header, ...]
+    timestamp_ms: int | None
+
+    @property
+    def size(self) -> int:
+        return len(self.value or b"") + len(self.key or b"")
+
+
+def error_headers(record: RawRecord, rejection: Rejection) -> list[Header]:
+    """Original headers (minus stale error headers from an earlier round) + the error context."""
+    kept = [(k, v) for k, v in record.headers if k not in ERROR_HEADER_NAMES]
+    context = {
+        "topic": record.source.topic,
+        "partition": str(record.source.partition),
+        "offset": str(record.source.offset),
+        "stage": rejection.stage.value,
+        "exception.class.name": rejection.exception_class,
+        "exception.message": rejection.describe(),
+        "rule": rejection.rule,
+        "field": rejection.field or "",
+    }
+    return kept + [(HEADER_PREFIX + k, v.encode("utf-8", "replace")) for k, v in context.items()]
+
+
+def header_value(headers: Sequence[Header], name: str) -> str | None:
+    for key, value in headers:
+        if key == name:
+            return value.decode("utf-8", "replace")
+    return None
+
+
+class DeadLetterWriter:
+    """Writes rejected records with an idempotent producer and reports acknowledgements.
+
+    `on_done(source)` runs (on the producer's I/O thread) once the broker has the record.
+    A failed write is retried forever with backoff: dropping it would lose the record,
+    and not completing it keeps its offset uncommitted, which is the safe state.
+    """
+
+    def __init__(
+        self,
+        producer: Any,
+        on_done: Callable[[SourceRef, Rejection], None],
+        *,
+        retry_backoff_s: float = 1.0,
+    ) -> None:
+        self._producer = producer
+        self._on_done = on_done
+        self._retry_backoff_s = retry_backoff_s
+        self._closed = threading.Event()
+
+    def write(self, dlq_topic: str, record: RawRecord, rejection: Rejection) -> None:
+        future = self._producer.send(
+            dlq_topic,
+            key=record.key,
+            value=record.value,
+            headers=error_headers(record, rejection),
+            timestamp_ms=record.timestamp_ms,
+        )
+        future.add_callback(lambda _meta: self._on_done(record.source, rejection))
+        future.add_errback(lambda exc: self._retry(dlq_topic, record, rejection, exc))
+
+    def _retry(self, dlq_topic: str, record: RawRecord, rejection: Rejection, exc: BaseException) -> None:
+        if self._closed.is_set():
+            log.error("dlq write abandoned at shutdown; offset stays uncommitted", topic=dlq_topic,
+                      source_topic=record.source.topic, partition=record.source.partition,
+                      offset=record.source.offset, error=str(exc))
+            return
+        log.warning("dlq write failed; retrying", topic=dlq_topic, source_topic=record.source.topic,
+                    partition=record.source.partition, offset=record.source.offset, error=str(exc))
+        # Never call send() on the producer's own I/O thread (it may block on buffer space).
+        timer = threading.Timer(self._retry_backoff_s, self.write, args=(dlq_topic, record, rejection))
+        timer.daemon = True
+        timer.start()
+
+    def flush(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        self._producer.flush(timeout=max(0.0, deadline - time.monotonic()))
+
+    def close(self) -> None:
+        self._closed.set()

@@ -1,0 +1,230 @@
+"""The asyncio side of a worker: decode, batch, dispatch, and report completions.
+
+Runs entirely on the event loop thread. Records arrive from the consumer thread via
+`submit` (scheduled with ``call_soon_threadsafe``); finished records go back through the
+`complete` callback. Raw records are retained (keyed by source) until their outcome is known,
+because a delivery failure must dead-letter the *original* bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from worker.dlq_replay import ORIGIN_HEADER, parse_origin
+from worker.ingest.deadletter import DeadLetterWriter, RawRecord
+from worker.ingest.grouping import Batch, Batcher
+from worker.ingest.sender import Sender, Target
+from worker.mapping import EventDecoder
+from worker.observe.metrics import Metrics
+from worker.records import CatalogUpdate, DatasetType, Interaction, Rejection, SourceRef
+
+log = structlog.get_logger(__name__)
+
+Complete = Callable[[list[SourceRef]], None]
+BatchKey = tuple[str, str | None, str]  # (topic, userId or entity id group, sessionId or "")
+
+
+@dataclass(frozen=True, slots=True)
+class TopicRoute:
+    """Everything the pipeline needs to handle one input topic."""
+
+    target: Target
+    decoder: EventDecoder
+    dlq_topic: str
+
+
+def origin_of(raw: RawRecord) -> SourceRef | None:
+    """The first position of a record re-published by `dlq replay`, if it carries one."""
+    for key, value in raw.headers:
+        if key == ORIGIN_HEADER:
+            parsed = parse_origin(value.decode("utf-8", "replace"))
+            return SourceRef(*parsed) if parsed else None
+    return None
+
+
+class Pipeline:
+    """Map -> validate -> group -> send, with dead letters for every rejection."""
+
+    def __init__(
+        self,
+        routes: dict[str, TopicRoute],
+        sender: Sender,
+        dead_letters: DeadLetterWriter,
+        metrics: Metrics,
+        complete: Complete,
+        *,
+        linger_s: float,
+        on_config_fault: Callable[[str, str], None] | None = None,
+        on_config_recovered: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._routes = routes
+        self._sender = sender
+        self._dlq = dead_letters
+        self._metrics = metrics
+        self._complete = complete
+        self._linger_s = linger_s
+        self._on_fault = on_config_fault
+        self._on_recovered = on_config_recovered
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._batcher: Batcher[BatchKey, Interaction | CatalogUpdate] = Batcher(max_entries=10, linger_s=linger_s)
+        self._raw: dict[SourceRef, RawRecord] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wakeup = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+        self._draining = False
+        self._ordered: dict[str, asyncio.Lock] = {}
+        self.faults: dict[str, str] = {}
+
+    def start(self) -> None:
+        self._flusher = asyncio.get_running_loop().create_task(self._flush_loop(), name="batch-flusher")
+
+    # -- intake ----------------------------------------------------------------------------------
+
+    def submit(self, records: list[RawRecord]) -> None:
+        """Decode and route a polled chunk (on the loop thread)."""
+        now_wall = self._wall_clock()
+        now = self._clock()
+        for raw in records:
+            route = self._routes[raw.source.topic]
+            # A replayed record keeps the event ID derived from its first position.
+            identity = origin_of(raw) or raw.source
+            decoded = route.decoder.decode(raw.value, identity, now_wall)
+            if isinstance(decoded, Rejection):
+                self._dead_letter_one(route, raw, decoded)
+                continue
+            self._raw[raw.source] = raw
+            if isinstance(decoded, Interaction):
+                key: BatchKey = (raw.source.topic, decoded.user_id, decoded.session_id)
+                full = self._batcher.add(key, decoded, raw.source, now, size=raw.size)
+            else:
+                key = (raw.source.topic, None, "")
+                full = self._batcher.add(
+                    key, decoded, raw.source, now, coalesce_id=decoded.entity_id, size=raw.size
+                )
+            if full is not None:
+                self._dispatch(full)
+        if self._draining:
+            self._flush_all()
+        self._wakeup.set()
+
+    # -- batching --------------------------------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        while True:
+            deadline = self._batcher.next_deadline()
+            if deadline is None:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            delay = deadline - self._clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            for batch in self._batcher.due(self._clock()):
+                self._dispatch(batch)
+
+    def _dispatch(self, batch: Batch[BatchKey, Any]) -> None:
+        route = self._routes[batch.key[0]]
+        task = asyncio.get_running_loop().create_task(self._deliver(route, batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    async def _deliver(self, route: TopicRoute, batch: Batch[BatchKey, Any]) -> None:
+        if route.target.dataset_type is DatasetType.INTERACTIONS:
+            # Events carry their own timestamps: order between calls does not matter.
+            await self._sender.deliver(route.target, batch, self)
+            return
+        # Catalog upserts are last-write-wins: one call at a time per topic keeps Kafka order
+        # (asyncio.Lock is FIFO). The 10 req/s quota makes the lost parallelism irrelevant.
+        lock = self._ordered.setdefault(route.target.topic, asyncio.Lock())
+        async with lock:
+            await self._sender.deliver(route.target, batch, self)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # A bug, not a delivery outcome: the records stay uncommitted and are redelivered.
+            log.error("delivery task crashed", error=repr(task.exception()))
+
+    def _flush_all(self) -> None:
+        for batch in self._batcher.drain():
+            self._dispatch(batch)
+
+    # -- outcomes (DeliveryListener) -------------------------------------------------------------
+
+    def delivered(self, target: Target, sources: list[SourceRef]) -> None:
+        for source in sources:
+            self._raw.pop(source, None)
+        self._metrics.events_delivered.labels(topic=target.topic).inc(len(sources))
+        self._complete(sources)
+
+    def dead_letter(self, target: Target, sources: list[SourceRef], rejection: Rejection) -> None:
+        route = self._routes[target.topic]
+        for source in sources:
+            raw = self._raw.pop(source, None)
+            if raw is not None:
+                self._write_dlq(route, raw, rejection)
+
+    def config_fault(self, target: Target, message: str) -> None:
+        self.faults[target.topic] = message
+        self._metrics.config_fault.labels(topic=target.topic).set(1)
+        if self._on_fault:
+            self._on_fault(target.topic, message)
+
+    def config_recovered(self, target: Target) -> None:
+        self.faults.pop(target.topic, None)
+        self._metrics.config_fault.labels(topic=target.topic).set(0)
+        log.info("configuration fault cleared; resuming topic", topic=target.topic)
+        if self._on_recovered:
+            self._on_recovered(target.topic)
+
+    # -- dead letters ----------------------------------------------------------------------------
+
+    def _dead_letter_one(self, route: TopicRoute, raw: RawRecord, rejection: Rejection) -> None:
+        log.info(
+            "record rejected", topic=raw.source.topic, partition=raw.source.partition,
+            offset=raw.source.offset, **rejection.to_dict(),
+        )
+        self._write_dlq(route, raw, rejection)
+
+    def _write_dlq(self, route: TopicRoute, raw: RawRecord, rejection: Rejection) -> None:
+        self._dlq.write(route.dlq_topic, raw, rejection)
+
+    def on_dead_letter_acked(self, source: SourceRef, rejection: Rejection) -> None:
+        """Called (any thread) when the DLQ write is acknowledged: now the record is done."""
+        self._metrics.events_dead_lettered.labels(topic=source.topic, stage=rejection.stage.value).inc()
+        self._complete([source])
+
+    # -- shutdown --------------------------------------------------------------------------------
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Send every open batch now and wait for in-flight deliveries; True if all finished."""
+        self._draining = True
+        self._flush_all()
+        deadline = self._clock() + timeout_s
+        while self._tasks and self._clock() < deadline:
+            await asyncio.wait(set(self._tasks), timeout=max(0.0, deadline - self._clock()))
+        return not self._tasks
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, *( [self._flusher] if self._flusher else []), return_exceptions=True)
+
+    @property
+    def pending_batches(self) -> int:
+        return len(self._batcher)
+
+    @property
+    def dataset_types(self) -> set[DatasetType]:
+        return {r.target.dataset_type for r in self._routes.values()}

@@ -1,0 +1,238 @@
+"""Delivers batches to Personalize: rate limit, retry, bisect poison, stop on config faults.
+
+Outcome rules (the contract reference, section 4.3 and 12):
+- success: every source of the batch is done;
+- ThrottlingException / 429 / 5xx / connection errors: jittered exponential backoff until the
+  batch's delivery timeout, then dead-letter with stage ``delivery`` (replayable) - never drop;
+- InvalidInputException: Personalize rejects the *whole* batch, so bisect until the poison
+  record(s) are alone; only they are dead-lettered (stage ``validation``);
+- ResourceNotFound / access denied: the configuration is wrong, not the data. Nothing is
+  dead-lettered and nothing is completed (offsets stay put); the topic is reported faulted and
+  the batch re-probes every ``config_fault_retry_s`` so the worker recovers by itself once the
+  operator fixes the tracker, dataset or credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+
+from worker.ingest.grouping import Batch
+from worker.ingest.ratelimit import RateLimiterRegistry
+from worker.ingest.retry import Backoff, DeliveryDeadline, ErrorKind, classify
+from worker.observe.metrics import Metrics
+from worker.records import CatalogUpdate, DatasetType, Interaction, Rejection, SourceRef, Stage
+
+log = structlog.get_logger(__name__)
+
+API_BY_TYPE = {
+    DatasetType.INTERACTIONS: "PutEvents",
+    DatasetType.ITEMS: "PutItems",
+    DatasetType.USERS: "PutUsers",
+}
+
+#: Exceptions raised by botocore before any HTTP exchange that mean "no usable credentials".
+_CREDENTIAL_ERRORS = ("NoCredentialsError", "PartialCredentialsError", "NoRegionError")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where one topic's records go."""
+
+    topic: str
+    dataset_type: DatasetType
+    scope: str
+    tracking_id: str | None = None
+    dataset_arn: str | None = None
+
+    @property
+    def api(self) -> str:
+        return API_BY_TYPE[self.dataset_type]
+
+
+class DeliveryListener(Protocol):
+    """What the sender reports; implemented by the pipeline."""
+
+    def delivered(self, target: Target, sources: list[SourceRef]) -> None: ...
+
+    def dead_letter(self, target: Target, sources: list[SourceRef], rejection: Rejection) -> None: ...
+
+    def config_fault(self, target: Target, message: str) -> None: ...
+
+    def config_recovered(self, target: Target) -> None: ...
+
+
+def build_request(target: Target, batch: Batch[Any, Any]) -> dict[str, Any]:
+    """The Put* request for a batch; PutEvents' user and session are request-level."""
+    payloads = batch.payloads()
+    if target.dataset_type is DatasetType.INTERACTIONS:
+        first: Interaction = payloads[0]
+        request: dict[str, Any] = {
+            "trackingId": target.tracking_id,
+            "sessionId": first.session_id,
+            "eventList": [p.event for p in payloads],
+        }
+        if first.user_id is not None:
+            request["userId"] = first.user_id
+        return request
+    records = [p.record for p in payloads if isinstance(p, CatalogUpdate)]
+    key = "items" if target.dataset_type is DatasetType.ITEMS else "users"
+    return {"datasetArn": target.dataset_arn, key: records}
+
+
+def error_info(exc: BaseException) -> tuple[str | None, int | None, str]:
+    """(error code, HTTP status, message) from a botocore/aiohttp failure; (None, None) = network."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict) and "Error" in response:
+        error = response.get("Error", {})
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return error.get("Code"), status, str(error.get("Message") or exc)
+    name = type(exc).__name__
+    if name in _CREDENTIAL_ERRORS:
+        return "MissingAuthenticationToken", None, str(exc)
+    if name == "ParamValidationError":
+        return "ValidationException", 400, str(exc)
+    return None, None, f"{name}: {exc}"
+
+
+class Sender:
+    """Sends batches with one aiobotocore client per service; safe for many concurrent batches."""
+
+    def __init__(
+        self,
+        client: Any,
+        limiters: RateLimiterRegistry,
+        metrics: Metrics,
+        *,
+        max_concurrency: int,
+        delivery_timeout_s: float,
+        config_fault_retry_s: float,
+        backoff: Backoff | None = None,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._limiters = limiters
+        self._metrics = metrics
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._timeout_s = delivery_timeout_s
+        self._fault_retry_s = config_fault_retry_s
+        self._backoff = backoff or Backoff()
+        self._rng = rng or random.Random()
+        self._clock = clock
+        self._faulted: set[str] = set()
+
+    async def deliver(self, target: Target, batch: Batch[Any, Any], listener: DeliveryListener) -> None:
+        """Deliver one batch to completion: delivered, dead-lettered, or (config fault) parked."""
+        deadline = DeliveryDeadline(self._clock(), self._timeout_s)
+        attempt = 0
+        bucket = self._limiters.get(target.scope, target.api)
+        self._metrics.batch_linger.labels(api=target.api).observe(max(0.0, self._clock() - batch.opened_at))
+        while True:
+            await bucket.acquire()
+            try:
+                await self._call(target, batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - every failure is classified below
+                code, status, message = error_info(exc)
+                kind = classify(code, status)
+                self._metrics.put_requests.labels(api=target.api, outcome=_OUTCOME[kind]).inc()
+                if kind is ErrorKind.POISON:
+                    await self._isolate_poison(target, batch, code, message, listener)
+                    return
+                if kind is ErrorKind.CONFIG_FAULT:
+                    await self._park_on_config_fault(target, code, message, listener)
+                    deadline = DeliveryDeadline(self._clock(), self._timeout_s)
+                    attempt = 0
+                    continue
+                if kind is ErrorKind.THROTTLED:
+                    bucket.on_throttled()
+                self._metrics.delivery_retries.labels(api=target.api, reason=code or "connection").inc()
+                pause = deadline.next_sleep(self._clock(), self._backoff.delay(attempt, kind, self._rng))
+                if pause is None:
+                    self._give_up(target, batch, code, message, listener)
+                    return
+                await asyncio.sleep(pause)
+                attempt += 1
+                continue
+            bucket.on_success()
+            self._metrics.put_requests.labels(api=target.api, outcome="success").inc()
+            if target.topic in self._faulted:
+                self._faulted.discard(target.topic)
+                listener.config_recovered(target)
+            listener.delivered(target, batch.sources())
+            return
+
+    async def _call(self, target: Target, batch: Batch[Any, Any]) -> None:
+        request = build_request(target, batch)
+        async with self._slots:
+            started = time.perf_counter()
+            try:
+                if target.dataset_type is DatasetType.INTERACTIONS:
+                    await self._client.put_events(**request)
+                elif target.dataset_type is DatasetType.ITEMS:
+                    await self._client.put_items(**request)
+                else:
+                    await self._client.put_users(**request)
+            finally:
+                self._metrics.put_latency.labels(api=target.api).observe(time.perf_counter() - started)
+        self._metrics.events_per_call.labels(api=target.api).observe(len(batch.entries))
+
+    async def _isolate_poison(
+        self, target: Target, batch: Batch[Any, Any], code: str | None, message: str, listener: DeliveryListener
+    ) -> None:
+        if len(batch.entries) > 1:
+            left, right = batch.split()
+            await asyncio.gather(self.deliver(target, left, listener), self.deliver(target, right, listener))
+            return
+        rejection = Rejection(
+            stage=Stage.VALIDATION,
+            rule="rejected_by_personalize",
+            message=f"{target.api} rejected the record: {code}: {message}",
+            exception_class=f"personalize.{code or 'InvalidInputException'}",
+        )
+        log.warning("record rejected by personalize", topic=target.topic, api=target.api, error=message,
+                    sources=[(s.partition, s.offset) for s in batch.sources()])
+        listener.dead_letter(target, batch.sources(), rejection)
+
+    async def _park_on_config_fault(
+        self, target: Target, code: str | None, message: str, listener: DeliveryListener
+    ) -> None:
+        if target.topic not in self._faulted:
+            self._faulted.add(target.topic)
+            setting = "tracking_id" if target.dataset_type is DatasetType.INTERACTIONS else "dataset_arn"
+            log.error(
+                "configuration fault: stopping this topic until it is fixed; nothing is dead-lettered",
+                topic=target.topic, api=target.api, error_code=code, error=message,
+                setting=f"topics[{target.topic}].{setting} or the AWS credentials/permissions",
+            )
+            listener.config_fault(target, f"{code}: {message}")
+        await asyncio.sleep(self._fault_retry_s)
+
+    def _give_up(
+        self, target: Target, batch: Batch[Any, Any], code: str | None, message: str, listener: DeliveryListener
+    ) -> None:
+        rejection = Rejection(
+            stage=Stage.DELIVERY,
+            rule="delivery_timeout",
+            message=f"not delivered within {self._timeout_s:g}s; last error {code or 'connection'}: {message}",
+            exception_class=f"personalize.{code or 'ConnectionError'}",
+        )
+        log.error("delivery timed out; dead-lettering for replay", topic=target.topic, api=target.api,
+                  events=len(batch.sources()), last_error=message)
+        listener.dead_letter(target, batch.sources(), rejection)
+
+
+_OUTCOME = {
+    ErrorKind.THROTTLED: "throttled",
+    ErrorKind.RETRYABLE: "retryable_error",
+    ErrorKind.POISON: "invalid",
+    ErrorKind.CONFIG_FAULT: "config_fault",
+}
