@@ -1,0 +1,1 @@
+"""Local recommender algorithms, one module per algorithm; `recipes` maps recipe names onto them."""
