@@ -1,5 +1,5 @@
 # Two commands for a newcomer (see README.md):
-#   make demo   runs the worker against the embedded broker and the local Personalize
+#   make dev   runs the worker against the embedded broker and the local Personalize
 #   make test   runs the test suite
 # Both create .venv and install everything on first use.
 PYTHON ?= python3
@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test lint bench clean
+.PHONY: install dev test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-demo: $(STAMP)
-	$(BIN)/python -m worker.local.demo $(ARGS)
+dev: $(STAMP)
+	$(BIN)/python -m worker.cli dev $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/ruff check worker tests

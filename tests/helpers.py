@@ -1,4 +1,4 @@
-"""Test helpers shared by fixtures and tests: free ports and the local Personalize process.
+"""Test helpers shared by fixtures and tests (re-exported from the worker's local stack).
 
 Kept out of conftest.py so tests and benchmarks can import them by name.
 Every process started here is stopped by PID (never by name).
@@ -6,24 +6,13 @@ Every process started here is stopped by PID (never by name).
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+
+from worker.local.personalize.process import LocalPersonalize, LocalPersonalizeError
+from worker.local.processes import free_port, pid_exists, stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOCAL_PERSONALIZE_MAIN = REPO_ROOT / "worker" / "local" / "personalize" / "__main__.py"
-PAGE_SIZE = 1000
 
 #: Consumer settings that make group joins on Tansu take ~3 s instead of ~20 s.
 TANSU_CONSUMER_SETTINGS: dict[str, int] = {
@@ -32,222 +21,13 @@ TANSU_CONSUMER_SETTINGS: dict[str, int] = {
     "max_poll_interval_ms": 10000,
 }
 
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port on `host` that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def stop_process(proc: subprocess.Popen[Any], timeout_s: float = 10.0) -> None:
-    """SIGTERM by PID, wait, then SIGKILL by PID; no-op for an exited process."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5.0)
-
-
-def pid_exists(pid: int) -> bool:
-    """True while a process with this PID exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    with contextlib.suppress(OSError):
-        # Field 3 is the state; "Z" is a zombie that only waits to be reaped.
-        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    return True
-
-
-class LocalPersonalizeError(RuntimeError):
-    """The local Personalize did not start, or an inspection call failed."""
-
-
-class LocalPersonalize:
-    """Handle on one `python -m worker.local.personalize` process used by a test."""
-
-    def __init__(
-        self,
-        *,
-        data_dir: Path,
-        port: int | None = None,
-        host: str = "127.0.0.1",
-        trackers: Iterable[str] = (),
-        datasets: Iterable[str] = (),
-        extra_args: Sequence[str] = (),
-        log_path: Path | None = None,
-    ) -> None:
-        self.host = host
-        self.port = port or free_port(host)
-        self.data_dir = Path(data_dir)
-        self.trackers = list(trackers)
-        self.datasets = list(datasets)
-        self.extra_args = list(extra_args)
-        self.log_path = log_path or self.data_dir.parent / f"local-personalize-{self.port}.log"
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    # -- process ------------------------------------------------------------------
-
-    @property
-    def endpoint_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def command(self) -> list[str]:
-        cmd = [
-            sys.executable, "-m", "worker.local.personalize",
-            "--host", self.host, "--port", str(self.port), "--data-dir", str(self.data_dir),
-        ]  # fmt: skip
-        for tracking_id in self.trackers:
-            cmd += ["--tracker", tracking_id]
-        for arn in self.datasets:
-            cmd += ["--dataset", arn]
-        return cmd + self.extra_args
-
-    def start(self, timeout_s: float = 20.0) -> LocalPersonalize:
-        """Spawn the server and return once ``GET /_local/health`` answers 200."""
-        if self.running:
-            return self
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen(
-                self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                cwd=REPO_ROOT, env=env,
-            )  # fmt: skip
-        try:
-            self._wait_healthy(timeout_s)
-        except BaseException:
-            self.kill()
-            raise
-        return self
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Graceful stop (SIGTERM), SIGKILL if it lingers. Idempotent."""
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            stop_process(proc, timeout_s)
-
-    def kill(self) -> None:
-        """SIGKILL by PID: a crash, for durability tests."""
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5.0)
-
-    def restart(self, timeout_s: float = 20.0) -> LocalPersonalize:
-        """Stop and start again on the same port with the same data directory."""
-        self.stop()
-        return self.start(timeout_s)
-
-    def output(self) -> str:
-        try:
-            return self.log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return ""
-
-    def _wait_healthy(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        last_error = "no attempt yet"
-        while True:
-            proc = self._proc
-            if proc is None or proc.poll() is not None:
-                code = None if proc is None else proc.returncode
-                raise LocalPersonalizeError(
-                    f"local Personalize exited with code {code} before it was healthy\n"
-                    f"command: {' '.join(self.command())}\n--- output ---\n{self.output()[-4000:]}"
-                )
-            if time.monotonic() > deadline:
-                raise LocalPersonalizeError(
-                    f"local Personalize not healthy after {timeout_s:.0f}s ({last_error})\n"
-                    f"--- output ---\n{self.output()[-4000:]}"
-                )
-            try:
-                status, _ = self._request("GET", "/_local/health", timeout_s=1.0)
-                if status == 200:
-                    return
-                last_error = f"health answered {status}"
-            except (OSError, urllib.error.URLError) as exc:
-                last_error = f"{type(exc).__name__}: {exc}"
-            time.sleep(0.05)
-
-    # -- inspection API -----------------------------------------------------------
-
-    def _request(self, method: str, path: str, body: Any = None, timeout_s: float = 10.0) -> tuple[int, Any]:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.endpoint_url + path, data=data, method=method)
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(request, timeout=timeout_s) as response:
-                raw = response.read()
-                status = int(response.status)
-        except urllib.error.HTTPError as error:
-            raw, status = error.read(), int(error.code)
-        return status, (json.loads(raw) if raw else None)
-
-    def _json(self, method: str, path: str, body: Any = None) -> Any:
-        status, payload = self._request(method, path, body)
-        if status != 200:
-            raise LocalPersonalizeError(f"{method} {path} answered {status}: {payload}")
-        return payload
-
-    def _paged(self, path: str, params: dict[str, str]) -> list[dict[str, Any]]:
-        """All rows of a ``limit``/``offset`` paged listing."""
-        rows: list[dict[str, Any]] = []
-        offset = 0
-        previous_first: Any = object()
-        while True:
-            query = urllib.parse.urlencode({**params, "limit": PAGE_SIZE, "offset": offset})
-            page = self._json("GET", f"{path}?{query}")
-            if isinstance(page, dict):  # tolerate {"<name>": [...]} envelopes
-                page = next((v for v in page.values() if isinstance(v, list)), [])
-            if page and page[0] == previous_first:  # offset ignored: the same page again
-                return rows
-            rows.extend(page)
-            if len(page) != PAGE_SIZE:  # short page: done (longer: paging not honoured)
-                return rows
-            previous_first = page[0]
-            offset += len(page)
-
-    def stats(self) -> dict[str, Any]:
-        result: dict[str, Any] = self._json("GET", "/_local/stats")
-        return result
-
-    def events(self, tracking_id: str | None = None) -> list[dict[str, Any]]:
-        return self._paged("/_local/events", {"trackingId": tracking_id} if tracking_id else {})
-
-    def items(self, dataset_arn: str | None = None) -> list[dict[str, Any]]:
-        return self._paged("/_local/items", {"datasetArn": dataset_arn} if dataset_arn else {})
-
-    def users(self, dataset_arn: str | None = None) -> list[dict[str, Any]]:
-        return self._paged("/_local/users", {"datasetArn": dataset_arn} if dataset_arn else {})
-
-    def faults(self) -> dict[str, Any]:
-        result: dict[str, Any] = self._json("GET", "/_local/faults")
-        return result
-
-    def set_faults(self, **settings: Any) -> dict[str, Any]:
-        result: dict[str, Any] = self._json("POST", "/_local/faults", settings)
-        return result
-
-    def clear_faults(self) -> dict[str, Any]:
-        return self.set_faults()
+__all__ = [
+    "LOCAL_PERSONALIZE_MAIN",
+    "REPO_ROOT",
+    "TANSU_CONSUMER_SETTINGS",
+    "LocalPersonalize",
+    "LocalPersonalizeError",
+    "free_port",
+    "pid_exists",
+    "stop_process",
+]

@@ -78,8 +78,10 @@ class Worker:
         *,
         consumer_overrides: dict[str, Any] | None = None,
         early_stop: threading.Event | None = None,
+        handle_signals: bool = True,
     ) -> None:
         self.settings = settings
+        self._handle_signals = handle_signals
         self._early_stop = early_stop
         self.metrics = Metrics()
         self._consumer_overrides = consumer_overrides or {}
@@ -116,7 +118,7 @@ class Worker:
         settings = self.settings
         routes = build_routes(settings)
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT) if self._handle_signals else ():
             with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
                 loop.add_signal_handler(sig, self.request_stop)
         if self._early_stop is not None and self._early_stop.is_set():

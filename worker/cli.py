@@ -2,8 +2,10 @@
 
 Subcommands:
   run                 the worker (consumer group member) until SIGTERM/SIGINT
+  dev                 everything locally: embedded broker, local Personalize, generator, worker
   validate FILE|-     offline: apply the same mapping and validation to JSON lines
   dlq replay          re-publish dead-lettered records to their source topic
+  generate            produce a realistic synthetic clickstream (for dev, tests, benchmarks)
   config example      print a complete commented configuration
   local-personalize   the local Personalize development stand-in (HTTP server)
 """
@@ -55,6 +57,16 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--from-beginning", action="store_true", help="ignore progress of earlier replays")
     replay.add_argument("--idle-timeout", type=float, default=3.0, help="stop after this many idle seconds")
     _add_config(replay)
+
+    generate = sub.add_parser("generate", help="produce a realistic synthetic clickstream to Kafka")
+    from worker.local.generate_cmd import add_generate_arguments
+
+    add_generate_arguments(generate)
+
+    dev = sub.add_parser("dev", help="the whole loop locally: embedded broker, local Personalize, generator")
+    from worker.local.dev_args import add_dev_arguments
+
+    add_dev_arguments(dev)
 
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True)
@@ -154,6 +166,18 @@ def _cmd_dlq(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from worker.local.generate_cmd import main_generate
+
+    return main_generate(args)
+
+
+def _cmd_dev(args: argparse.Namespace) -> int:
+    from worker.local.dev import main_dev
+
+    return main_dev(args)
+
+
 def _cmd_config(args: argparse.Namespace) -> int:
     from worker.config_docs import example_config, reference_table
 
@@ -174,6 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "validate": _cmd_validate,
         "dlq": _cmd_dlq,
         "config": _cmd_config,
+        "generate": _cmd_generate,
+        "dev": _cmd_dev,
         "local-personalize": _cmd_local_personalize,
     }
     return handlers[args.command](args)

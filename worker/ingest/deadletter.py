@@ -8,6 +8,7 @@ committed, so a crash between "rejected" and "written" redelivers it rather than
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from kafka.errors import MessageSizeTooLargeError
 
 from worker.records import Rejection, SourceRef
 
@@ -76,6 +78,20 @@ def header_value(headers: Sequence[Header], name: str) -> str | None:
     return None
 
 
+TRUNCATED_KEEP_BYTES = 512 * 1024
+
+
+def truncated_for_dlq(record: RawRecord, headers: list[Header]) -> tuple[bytes, list[Header]]:
+    """A DLQ copy that fits: the first 512 KiB plus the original's size and SHA-256."""
+    original = record.value or b""
+    extra: list[Header] = [
+        ("clickstream.truncated", b"true"),
+        ("clickstream.original.bytes", str(len(original)).encode()),
+        ("clickstream.original.sha256", hashlib.sha256(original).hexdigest().encode()),
+    ]
+    return original[:TRUNCATED_KEEP_BYTES], headers + extra
+
+
 class DeadLetterWriter:
     """Writes rejected records with an idempotent producer and reports acknowledgements.
 
@@ -97,13 +113,22 @@ class DeadLetterWriter:
         self._closed = threading.Event()
 
     def write(self, dlq_topic: str, record: RawRecord, rejection: Rejection) -> None:
-        future = self._producer.send(
-            dlq_topic,
-            key=record.key,
-            value=record.value,
-            headers=error_headers(record, rejection),
-            timestamp_ms=record.timestamp_ms,
-        )
+        headers = error_headers(record, rejection)
+        value = record.value
+        try:
+            future = self._producer.send(
+                dlq_topic, key=record.key, value=value, headers=headers, timestamp_ms=record.timestamp_ms
+            )
+        except MessageSizeTooLargeError:
+            # The original fitted its topic but not with our headers added. Keep what fits and
+            # say so (size and digest of the original) rather than retry forever.
+            value, headers = truncated_for_dlq(record, headers)
+            log.error("dlq record too large; writing a truncated copy", topic=dlq_topic,
+                      source_topic=record.source.topic, partition=record.source.partition,
+                      offset=record.source.offset, original_bytes=len(record.value or b""))
+            future = self._producer.send(
+                dlq_topic, key=record.key, value=value, headers=headers, timestamp_ms=record.timestamp_ms
+            )
         future.add_callback(lambda _meta: self._on_done(record.source, rejection))
         future.add_errback(lambda exc: self._retry(dlq_topic, record, rejection, exc))
 
