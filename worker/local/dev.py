@@ -110,8 +110,8 @@ class DevRun:
     def run(self) -> int:
         # The dev stack never talks to AWS: dummy credentials for the local Personalize (which
         # does not check signatures) so real ones from the environment are never used here.
-        os.environ.update(AWS_ACCESS_KEY_ID="dev-local", AWS_SECRET_ACCESS_KEY="dev-local",
-                          AWS_EC2_METADATA_DISABLED="true")
+        dummy = {"AWS_ACCESS_KEY_ID": "dev-local", "AWS_SECRET_ACCESS_KEY": "dev-local"}
+        os.environ.update(dummy, AWS_EC2_METADATA_DISABLED="true")
         os.environ.pop("AWS_SESSION_TOKEN", None)
         os.environ.pop("AWS_PROFILE", None)
         with _data_dir(self.args.data_dir) as data_dir:
