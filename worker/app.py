@@ -31,6 +31,7 @@ from kafka import KafkaProducer
 from worker.config import WorkerSettings
 from worker.ingest.consumer import ConsumerThread
 from worker.ingest.deadletter import DeadLetterWriter
+from worker.ingest.lean_client import LeanEventsClient
 from worker.ingest.pipeline import Pipeline, TopicRoute
 from worker.ingest.ratelimit import RateLimiterRegistry
 from worker.ingest.sender import Sender, Target
@@ -67,6 +68,31 @@ def build_routes(settings: WorkerSettings) -> dict[str, TopicRoute]:
         )
         routes[topic.name] = TopicRoute(target=target, decoder=decoder, dlq_topic=topic.dead_letter_topic)
     return routes
+
+
+def events_client(settings: WorkerSettings) -> Any:
+    """The Personalize Events client: lean (default) or aiobotocore's; both are async contexts."""
+    personalize = settings.personalize
+    if personalize.client == "lean":
+        return LeanEventsClient(
+            region=personalize.region,
+            endpoint_url=personalize.events_endpoint_url,
+            max_connections=settings.delivery.max_concurrency,
+            connect_timeout_s=personalize.connect_timeout_s,
+            read_timeout_s=personalize.read_timeout_s,
+        )
+    return get_session().create_client(
+        "personalize-events",
+        region_name=personalize.region,
+        endpoint_url=personalize.events_endpoint_url,
+        config=AioConfig(
+            connect_timeout=personalize.connect_timeout_s,
+            read_timeout=personalize.read_timeout_s,
+            max_pool_connections=settings.delivery.max_concurrency,
+            parameter_validation=personalize.parameter_validation,
+            retries={"total_max_attempts": 1, "mode": "standard"},  # the sender owns retries
+        ),
+    )
 
 
 class Worker:
@@ -134,20 +160,7 @@ class Worker:
         producer = KafkaProducer(
             **settings.kafka.client_config(), acks="all", enable_idempotence=True, linger_ms=20,
         )
-        session = get_session()
-        client_config = AioConfig(
-            connect_timeout=settings.personalize.connect_timeout_s,
-            read_timeout=settings.personalize.read_timeout_s,
-            max_pool_connections=settings.delivery.max_concurrency,
-            parameter_validation=settings.personalize.parameter_validation,
-            retries={"total_max_attempts": 1, "mode": "standard"},  # the sender owns retries
-        )
-        async with session.create_client(
-            "personalize-events",
-            region_name=settings.personalize.region,
-            endpoint_url=settings.personalize.events_endpoint_url,
-            config=client_config,
-        ) as client:
+        async with events_client(settings) as client:
             pipeline: Pipeline
             # Late binding on purpose: the pipeline is created below and needs the writer.
             dlq = DeadLetterWriter(producer, on_done=lambda src, rej: pipeline.on_dead_letter_acked(src, rej))  # noqa: PLW0108
@@ -177,7 +190,8 @@ class Worker:
             self._consumer, self._pipeline = consumer, pipeline
             pipeline.start()
             consumer.start()
-            probe = loop.create_task(self._probe_personalize(client.meta.endpoint_url))
+            endpoint = client.endpoint_url if isinstance(client, LeanEventsClient) else client.meta.endpoint_url
+            probe = loop.create_task(self._probe_personalize(endpoint))
             beat = loop.create_task(self._beat())
             try:
                 await self._wait_for_stop(consumer)
