@@ -65,6 +65,7 @@ def replay(
     from_beginning: bool = False,
     idle_timeout_s: float = 3.0,
     max_records: int | None = None,
+    join_timeout_s: float = 60.0,
 ) -> ReplayReport:
     """Replay `dlq_topic` up to its current end; returns counts."""
     report = ReplayReport()
@@ -81,11 +82,16 @@ def replay(
     producer = KafkaProducer(**client_config, acks="all", enable_idempotence=True, linger_ms=10)
     try:
         consumer.subscribe([dlq_topic])
-        last_data = time.monotonic()
-        while time.monotonic() - last_data < idle_timeout_s:
+        join_deadline = time.monotonic() + join_timeout_s
+        last_data: float | None = None  # idle time counts only once we own the partitions
+        while last_data is None or time.monotonic() - last_data < idle_timeout_s:
             if max_records is not None and report.read >= max_records:
                 break
             polled = consumer.poll(timeout_ms=200)
+            if last_data is None and consumer.assignment():
+                last_data = time.monotonic()
+            elif last_data is None and time.monotonic() > join_deadline:
+                raise TimeoutError(f"no partitions of {dlq_topic} assigned within {join_timeout_s:g}s")
             if not polled:
                 continue
             last_data = time.monotonic()

@@ -12,8 +12,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-import tests.helpers as helpers
 from tests.helpers import LOCAL_PERSONALIZE_MAIN, LocalPersonalizeError, pid_exists
+from worker.local.personalize import process as lp_process
 
 TRACKING_ID = "fixture-tracker-0001"
 ITEMS_ARN = "arn:aws:personalize:us-east-1:123456789012:dataset/fixtures/ITEMS"
@@ -75,7 +75,7 @@ def test_local_personalize_handle_inspects_faults_restarts_and_kills(
     assert lp.items() == [] and lp.users() == []
 
     put_events(lp.endpoint_url, 5, "ev")
-    monkeypatch.setattr(helpers, "PAGE_SIZE", 2)  # force paging: 2 + 2 + 1
+    monkeypatch.setattr(lp_process, "PAGE_SIZE", 2)  # force paging: 2 + 2 + 1
     assert sorted(e["eventId"] for e in lp.events(TRACKING_ID)) == [f"ev-{i}" for i in range(5)]
     assert isinstance(lp.stats(), dict)
 

@@ -87,7 +87,7 @@ def test_delivery_timeout_dead_letters_then_replay_delivers(scenario: Any) -> No
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["replayed"] == len(dlq) and report["by_stage"] == {"delivery": len(dlq)}
     s.wait_delivered(produced)
-    s.audit(Produced(good_ids=produced.good_ids))
+    s.audit(Produced(good_ids=produced.good_ids), stages=("delivery",))
     assert worker.terminate() == 0
 
 
@@ -108,7 +108,7 @@ def test_replay_of_a_record_already_delivered_is_deduplicated(scenario: Any) -> 
         subprocess.run([sys.executable, "-m", "worker.cli", "dlq", "replay", "--topic", f"{s.topic}.dlq",
                         "--bootstrap", s.bootstrap, "--from-beginning"], check=True, timeout=120,
                        capture_output=True)
-    wait_for(lambda: s.lp.stats()["duplicates"] >= 1, 60, message=str(s.lp.stats()))
+    wait_for(lambda: s.lp.stats()["duplicate_events"] >= 1, 60, message=str(s.lp.stats()))
     assert len(s.stored_ids()) == 1
     assert worker.terminate() == 0
 

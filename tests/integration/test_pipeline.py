@@ -82,7 +82,7 @@ class Scenario:
             logs = "\n".join(w.logs()[-3000:] for w in self.workers)
             raise AssertionError(f"{missing} of {len(want)} events missing; stats={self.lp.stats()}\n{logs}") from exc
 
-    def audit(self, produced: Produced) -> dict[str, Any]:
+    def audit(self, produced: Produced, stages: tuple[str, ...] = ("mapping", "validation")) -> dict[str, Any]:
         """Exactly-once by eventId in Personalize; every bad record in the DLQ with headers."""
         ids = self.stored_ids()
         counts = Counter(ids)
@@ -98,7 +98,7 @@ class Scenario:
             assert headers["__connect.errors.topic"].decode() == self.topic
             assert int(headers["__connect.errors.partition"]) >= 0
             assert int(headers["__connect.errors.offset"]) >= 0
-            assert headers["__connect.errors.stage"].decode() in ("mapping", "validation")
+            assert headers["__connect.errors.stage"].decode() in stages
             assert headers["__connect.errors.exception.class.name"]
             assert headers["__connect.errors.exception.message"]
             assert headers["app"] == b"test", "original headers are kept"

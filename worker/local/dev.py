@@ -204,7 +204,7 @@ class DevRun:
             stage: metric_total(registry, "clickstream_events_dead_lettered_total", topic="clicks", stage=stage)
             for stage in ("mapping", "validation", "delivery")
         }
-        self.result.duplicates = int(lp.stats().get("duplicates", 0))
+        self.result.duplicates = int(lp.stats().get("duplicate_events", 0))
 
     def _summary(self, snap: Snapshot, worker_code: int) -> None:
         r = self.result
