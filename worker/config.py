@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from worker.kafka_security import MskIamTokenProvider
 from worker.mapping import MappingSpec, default_mapping
 from worker.records import DatasetType
 
@@ -54,7 +55,10 @@ class KafkaSettings(_Section):
     ssl_check_hostname: bool = True
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
     sasl_plain_username: str | None = None
-    sasl_plain_password: SecretStr | None = None
+    sasl_plain_password: SecretStr | None = Field(None, description="PLAIN/SCRAM password (never logged).")
+    msk_iam_region: str | None = Field(
+        None, description="OAUTHBEARER with Amazon MSK IAM: the cluster's region (default: AWS_REGION)."
+    )
     auto_offset_reset: Literal["earliest", "latest"] = Field(
         "earliest", description="Where a new group starts; earliest so nothing published before start is lost."
     )
@@ -80,6 +84,11 @@ class KafkaSettings(_Section):
                 ssl_keyfile=self.ssl_keyfile,
                 ssl_check_hostname=self.ssl_check_hostname,
             )
+        if self.sasl_mechanism == "OAUTHBEARER":
+            region = self.msk_iam_region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+            if not region:
+                raise ConfigError("kafka.msk_iam_region: OAUTHBEARER (MSK IAM) needs a region; set it or AWS_REGION")
+            config["sasl_oauth_token_provider"] = MskIamTokenProvider(region)
         if self.sasl_mechanism:
             config["sasl_mechanism"] = self.sasl_mechanism
             if self.sasl_plain_username is not None:
