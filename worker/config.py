@@ -101,8 +101,8 @@ class KafkaSettings(_Section):
 class TopicSettings(_Section):
     """One input topic, bound to one Personalize dataset and one mapping."""
 
-    name: str = Field(min_length=1, max_length=249)
-    dataset_type: DatasetType
+    name: str = Field(min_length=1, max_length=249, description="Kafka topic to consume.")
+    dataset_type: DatasetType = Field(description="interactions (PutEvents), items (PutItems) or users (PutUsers).")
     tracking_id: str | None = Field(None, description="Event tracker ID; required for interactions.")
     dataset_arn: str | None = Field(None, description="Items/Users dataset ARN; required for items/users.")
     dataset_group: str | None = Field(

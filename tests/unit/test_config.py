@@ -136,3 +136,12 @@ def test_secrets_are_not_rendered(tmp_path: Path) -> None:
     settings = load_settings(_write(tmp_path, data))
     assert "hunter2" not in repr(settings)
     assert settings.kafka.client_config()["sasl_plain_password"] == "hunter2"
+
+
+def test_readme_configuration_reference_is_current() -> None:
+    from pathlib import Path
+
+    from worker.config_docs import render_readme
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert render_readme(readme) == readme, "README's configuration reference is stale: run `make docs`"
