@@ -214,3 +214,35 @@ def test_default_stream_is_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     record = json.loads(captured.err.strip().splitlines()[-1])
     assert record["event"] == "to stderr"
     assert record["user_id"] == redact_id("dave", "")
+
+
+def test_rejected_user_ids_are_redacted_in_the_rejection_log() -> None:
+    """A too-long userId is personal data: the "record rejected" line must not carry it."""
+    import asyncio
+    import io
+    import json as _json
+
+    from worker.ingest.deadletter import RawRecord
+    from worker.ingest.pipeline import Pipeline, TopicRoute
+    from worker.observe.logging import configure_logging
+    from worker.observe.metrics import Metrics
+    from worker.records import Rejection, SourceRef, Stage
+
+    stream = io.StringIO()
+    configure_logging(json=True, redact_user_ids=True, redaction_salt="s", stream=stream)
+
+    class Sink:
+        def write(self, *_args: object) -> None: ...
+
+    async def scenario() -> None:
+        pipeline = Pipeline({}, sender=None, dead_letters=Sink(), metrics=Metrics(),  # type: ignore[arg-type]
+                            complete=lambda _s: None, linger_s=0.01)
+        raw = RawRecord(SourceRef("clicks", 0, 7), None, b"{}", (), None)
+        rejection = Rejection(Stage.VALIDATION, "max_length", "too long", field="userId", value="alice@example.com")
+        route = TopicRoute(target=None, decoder=None, dlq_topic="clicks.dlq")  # type: ignore[arg-type]
+        pipeline._dead_letter_one(route, raw, rejection)
+
+    asyncio.run(scenario())
+    line = _json.loads(stream.getvalue().strip().splitlines()[-1])
+    assert "alice@example.com" not in stream.getvalue()
+    assert line["user_id"].startswith("h:") and line["offset"] == 7 and line["field"] == "userId"

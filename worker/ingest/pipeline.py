@@ -39,6 +39,10 @@ class TopicRoute:
     dlq_topic: str
 
 
+#: Rejected fields whose offending value identifies a person (redacted in logs when configured).
+IDENTITY_FIELDS = frozenset({"userId", "sessionId", "USER_ID", "anonymousId"})
+
+
 def origin_of(raw: RawRecord) -> SourceRef | None:
     """The first position of a record re-published by `dlq replay`, if it carries one."""
     for key, value in raw.headers:
@@ -189,9 +193,13 @@ class Pipeline:
     # -- dead letters ----------------------------------------------------------------------------
 
     def _dead_letter_one(self, route: TopicRoute, raw: RawRecord, rejection: Rejection) -> None:
+        details = rejection.to_dict()
+        if rejection.field in IDENTITY_FIELDS:
+            # Personal data: logged under a key the redaction processor hashes.
+            details["user_id"] = details.pop("value")
         log.info(
             "record rejected", topic=raw.source.topic, partition=raw.source.partition,
-            offset=raw.source.offset, **rejection.to_dict(),
+            offset=raw.source.offset, **details,
         )
         self._write_dlq(route, raw, rejection)
 
