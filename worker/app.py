@@ -27,6 +27,7 @@ import structlog
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from kafka import KafkaProducer
+from kafka.errors import KafkaError
 
 from worker.config import WorkerSettings
 from worker.ingest.consumer import ConsumerThread
@@ -156,10 +157,11 @@ class Worker:
         self.health.start()
         log.info("worker starting", topics=[t.name for t in settings.topics],
                  bootstrap_servers=settings.kafka.bootstrap_servers, http_port=self.health.port)
+        producer = await self._connect_producer()
+        if producer is None:  # stopped while waiting for Kafka
+            self.health.stop()
+            return 0
         await loop.run_in_executor(None, self._ensure_dead_letter_topics)
-        producer = KafkaProducer(
-            **settings.kafka.client_config(), acks="all", enable_idempotence=True, linger_ms=20,
-        )
         async with events_client(settings) as client:
             pipeline: Pipeline
             # Late binding on purpose: the pipeline is created below and needs the writer.
@@ -229,6 +231,25 @@ class Worker:
         await loop.run_in_executor(None, producer.close, 5.0)
         log.info("worker stopped", drained=finished, seconds=round(time.monotonic() - started, 3))
         return 1 if consumer.fatal_error is not None else 0
+
+    async def _connect_producer(self) -> KafkaProducer | None:
+        """The DLQ producer; while Kafka is unreachable, say so clearly and keep retrying."""
+        loop = asyncio.get_running_loop()
+        kafka = self.settings.kafka
+        delay = 1.0
+        while not self._stop.is_set():
+            try:
+                return await loop.run_in_executor(None, lambda: KafkaProducer(
+                    **kafka.client_config(), acks="all", enable_idempotence=True, linger_ms=20,
+                    bootstrap_timeout_ms=10_000,
+                ))
+            except KafkaError as exc:
+                log.warning("kafka not reachable yet; retrying", bootstrap_servers=kafka.bootstrap_servers,
+                            error=str(exc), retry_in_s=delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), timeout=delay)
+                delay = min(delay * 2, 30.0)
+        return None
 
     def _ensure_dead_letter_topics(self) -> None:
         """Create missing DLQ topics with the source topic's partition count (best effort)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -28,8 +29,16 @@ from worker.kafka_security import MskIamTokenProvider
 from worker.mapping import MappingSpec, default_mapping
 from worker.records import DatasetType
 
+def _default_schema_dir() -> Path:
+    """`schemas/` of a source checkout, else the copy a wheel installs under <prefix>/share."""
+    checkout = Path(__file__).resolve().parent.parent / "schemas"
+    if checkout.is_dir():
+        return checkout
+    return Path(sys.prefix) / "share" / "clickstream-worker" / "schemas"
+
+
 #: Schemas shipped with the project, used when a topic names none.
-DEFAULT_SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+DEFAULT_SCHEMA_DIR = _default_schema_dir()
 
 _ARN_GROUP = re.compile(r"^arn:[a-z\d-]+:personalize:[^:]*:[^:]*:dataset/([^/]+)/")
 
