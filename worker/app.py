@@ -29,6 +29,7 @@ from aiobotocore.session import get_session
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
+from worker.archive.sink import ArchiveSink
 from worker.config import WorkerSettings
 from worker.ingest.consumer import ConsumerThread
 from worker.ingest.deadletter import DeadLetterWriter
@@ -41,6 +42,8 @@ from worker.mapping import EventDecoder
 from worker.observe.health import HealthServer, LoopHeartbeat
 from worker.observe.logging import configure_logging
 from worker.observe.metrics import Metrics
+from worker.records import DatasetType
+from worker.schedule.service import Scheduler
 from worker.schemas import load_schema
 from worker.validation import ValidationLimits
 
@@ -67,7 +70,8 @@ def build_routes(settings: WorkerSettings) -> dict[str, TopicRoute]:
             tracking_id=topic.tracking_id,
             dataset_arn=topic.dataset_arn,
         )
-        routes[topic.name] = TopicRoute(target=target, decoder=decoder, dlq_topic=topic.dead_letter_topic)
+        routes[topic.name] = TopicRoute(target=target, decoder=decoder, dlq_topic=topic.dead_letter_topic,
+                                        schema=schema)
     return routes
 
 
@@ -183,11 +187,13 @@ class Worker:
                 delivery_timeout_s=settings.delivery.delivery_timeout_s,
                 config_fault_retry_s=settings.delivery.config_fault_retry_s,
             )
+            archive = self._archive(routes)
             pipeline = Pipeline(
                 routes, sender, dead_letters=dlq, metrics=self.metrics, complete=consumer.complete,
                 linger_s=settings.delivery.linger_ms / 1000.0,
                 on_config_fault=lambda topic, _msg: consumer.stop_topic(topic),
                 on_config_recovered=consumer.resume_topic,
+                archive=archive,
             )
             self._consumer, self._pipeline = consumer, pipeline
             pipeline.start()
@@ -195,14 +201,40 @@ class Worker:
             endpoint = client.endpoint_url if isinstance(client, LeanEventsClient) else client.meta.endpoint_url
             probe = loop.create_task(self._probe_personalize(endpoint))
             beat = loop.create_task(self._beat())
+            scheduler = await self._start_scheduler(routes)
             try:
                 await self._wait_for_stop(consumer)
             finally:
+                if scheduler is not None:
+                    await loop.run_in_executor(None, scheduler.stop)
                 code = await self._shutdown(consumer, pipeline, dlq, producer)
+                if archive is not None:
+                    await archive.close()  # after the drain: every delivered interaction is archived
                 probe.cancel()
                 beat.cancel()
                 self.health.stop()
         return code
+
+    def _archive(self, routes: dict[str, TopicRoute]) -> ArchiveSink | None:
+        """The optional S3 archive of delivered interactions (the scheduler's bulk path)."""
+        archive = self.settings.scheduler.archive
+        if archive is None:
+            return None
+        interactions = [r for r in routes.values() if r.target.dataset_type is DatasetType.INTERACTIONS]
+        schema = interactions[0].schema if interactions else None
+        return ArchiveSink(archive, schema=schema, registry=self.metrics.registry)
+
+    async def _start_scheduler(self, routes: dict[str, TopicRoute]) -> Scheduler | None:
+        """The retraining scheduler, when enabled: it acts only while this replica holds the lease."""
+        if not self.settings.scheduler.enabled:
+            return None
+        scheduler = Scheduler(
+            self.settings.scheduler, self.settings.kafka, region=self.settings.personalize.region,
+            registry=self.metrics.registry,
+            default_input_topics=[t for t, r in routes.items() if r.target.dataset_type is DatasetType.INTERACTIONS],
+        )
+        await asyncio.get_running_loop().run_in_executor(None, scheduler.start)
+        return scheduler
 
     async def _wait_for_stop(self, consumer: ConsumerThread) -> None:
         while not self._stop.is_set():

@@ -5,6 +5,7 @@ Subcommands:
   dev                 everything locally: embedded broker, local Personalize, generator, worker
   validate FILE|-     offline: apply the same mapping and validation to JSON lines
   dlq replay          re-publish dead-lettered records to their source topic
+  schedule            only the retraining scheduler; retrain / status / evaluate: its tools
   generate            produce a realistic synthetic clickstream (for dev, tests, benchmarks)
   config example      print a complete commented configuration
   local-personalize   the local Personalize development stand-in (HTTP server)
@@ -67,6 +68,17 @@ def _parser() -> argparse.ArgumentParser:
     from worker.local.dev_args import add_dev_arguments
 
     add_dev_arguments(dev)
+
+    from worker.schedule import cli_cmds
+
+    for name, help_text in (
+        ("schedule", "run only the retraining scheduler (leader-elected)"),
+        ("retrain", "one reconciliation pass now: print the observed state and the decision"),
+        ("status", "table of solutions, versions (status, mode, metrics) and campaigns"),
+        ("evaluate", "offline temporal-holdout evaluation of a recipe against Popularity-Count"),
+    ):
+        command = sub.add_parser(name, help=help_text)
+        getattr(cli_cmds, f"add_{name}_arguments")(command)
 
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True)
@@ -191,6 +203,13 @@ def _cmd_local_personalize(args: argparse.Namespace) -> int:
     return local_main(args.rest)
 
 
+def _cmd_scheduler(args: argparse.Namespace) -> int:
+    from worker.schedule import cli_cmds
+
+    result: int = getattr(cli_cmds, f"main_{args.command}")(args)
+    return result
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers = {
@@ -200,6 +219,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "config": _cmd_config,
         "generate": _cmd_generate,
         "dev": _cmd_dev,
+        "schedule": _cmd_scheduler,
+        "retrain": _cmd_scheduler,
+        "status": _cmd_scheduler,
+        "evaluate": _cmd_scheduler,
         "local-personalize": _cmd_local_personalize,
     }
     return handlers[args.command](args)

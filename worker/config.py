@@ -28,6 +28,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from worker.kafka_security import MskIamTokenProvider
 from worker.mapping import MappingSpec, default_mapping
 from worker.records import DatasetType
+from worker.schedule.settings_io import SchedulerSettings
+
 
 def _default_schema_dir() -> Path:
     """`schemas/` of a source checkout, else the copy a wheel installs under <prefix>/share."""
@@ -235,6 +237,7 @@ class WorkerSettings(_Section):
     delivery: DeliverySettings = DeliverySettings()
     validation: ValidationSettings = ValidationSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
 
     @model_validator(mode="after")
     def _check_topics(self) -> WorkerSettings:
@@ -329,3 +332,4 @@ class _WorkerEnv(BaseSettings):
     delivery: dict[str, Any] | None = None
     validation: dict[str, Any] | None = None
     observability: dict[str, Any] | None = None
+    scheduler: dict[str, Any] | None = None

@@ -250,3 +250,30 @@ def test_catalog_topics_upsert_items_and_users(scenario: Any, kafka_topic: Any) 
     # Last write wins per item: item-0's last record is i=60.
     assert stored["item-0"]["price"] == 60.0
     assert worker.terminate() == 0
+
+
+def test_archive_sink_writes_every_delivered_interaction_to_s3(scenario: Any, moto_s3: str) -> None:
+    import boto3
+    import yaml
+
+    s3 = boto3.client("s3", endpoint_url=moto_s3, region_name="us-east-1")
+    bucket = f"archive-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    s = scenario()
+    worker = s.worker()
+    config = yaml.safe_load(worker.config.read_text())
+    config["scheduler"] = {"archive": {"bucket": bucket, "prefix": "interactions/", "s3_endpoint_url": moto_s3,
+                                       "flush_rows": 1000, "flush_seconds": 2}}
+    worker.config.write_text(yaml.safe_dump(config))
+    worker.start()
+    worker.wait_ready()
+    produced = s.produce(3000, bad_fraction=0.02)
+    s.wait_delivered(produced)
+    assert worker.terminate() == 0, "close() flushes the rest at shutdown"
+    rows: list[str] = []
+    for obj in s3.list_objects_v2(Bucket=bucket, Prefix="interactions/").get("Contents", []):
+        body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().decode()
+        lines = body.splitlines()
+        assert lines[0].startswith("USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE"), lines[0]
+        rows.extend(lines[1:])
+    assert len(rows) == len(produced.good_ids), "one CSV row per delivered interaction"

@@ -61,8 +61,8 @@ class Listener:
         self.faults: list[str] = []
         self.recovered = 0
 
-    def delivered(self, target: Target, sources: list[SourceRef]) -> None:
-        self.done.extend(sources)
+    def delivered(self, target: Target, batch: Batch[Any, Any]) -> None:
+        self.done.extend(batch.sources())
 
     def dead_letter(self, target: Target, sources: list[SourceRef], rejection: Rejection) -> None:
         self.dead.extend((s, rejection) for s in sources)

@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from worker.archive.sink import ArchiveSink
 from worker.dlq_replay import ORIGIN_HEADER, parse_origin
 from worker.ingest.deadletter import DeadLetterWriter, RawRecord
 from worker.ingest.grouping import Batch, Batcher
@@ -23,6 +24,7 @@ from worker.ingest.sender import Sender, Target
 from worker.mapping import EventDecoder
 from worker.observe.metrics import Metrics
 from worker.records import CatalogUpdate, DatasetType, Interaction, Rejection, SourceRef
+from worker.schemas import DatasetSchema
 
 log = structlog.get_logger(__name__)
 
@@ -37,6 +39,7 @@ class TopicRoute:
     target: Target
     decoder: EventDecoder
     dlq_topic: str
+    schema: DatasetSchema | None = None
 
 
 #: Rejected fields whose offending value identifies a person (redacted in logs when configured).
@@ -66,6 +69,7 @@ class Pipeline:
         linger_s: float,
         on_config_fault: Callable[[str, str], None] | None = None,
         on_config_recovered: Callable[[str], None] | None = None,
+        archive: ArchiveSink | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -77,6 +81,7 @@ class Pipeline:
         self._linger_s = linger_s
         self._on_fault = on_config_fault
         self._on_recovered = on_config_recovered
+        self._archive = archive
         self._clock = clock
         self._wall_clock = wall_clock
         self._batcher: Batcher[BatchKey, Interaction | CatalogUpdate] = Batcher(max_entries=10, linger_s=linger_s)
@@ -164,7 +169,10 @@ class Pipeline:
 
     # -- outcomes (DeliveryListener) -------------------------------------------------------------
 
-    def delivered(self, target: Target, sources: list[SourceRef]) -> None:
+    def delivered(self, target: Target, batch: Batch[BatchKey, Any]) -> None:
+        sources = batch.sources()
+        if self._archive is not None and target.dataset_type is DatasetType.INTERACTIONS:
+            self._archive.add_nowait(batch.payloads())
         for source in sources:
             self._raw.pop(source, None)
         self._metrics.events_delivered.labels(topic=target.topic).inc(len(sources))

@@ -59,7 +59,7 @@ class Target:
 class DeliveryListener(Protocol):
     """What the sender reports; implemented by the pipeline."""
 
-    def delivered(self, target: Target, sources: list[SourceRef]) -> None: ...
+    def delivered(self, target: Target, batch: Batch[Any, Any]) -> None: ...
 
     def dead_letter(self, target: Target, sources: list[SourceRef], rejection: Rejection) -> None: ...
 
@@ -167,7 +167,7 @@ class Sender:
             if target.topic in self._faulted:
                 self._faulted.discard(target.topic)
                 listener.config_recovered(target)
-            listener.delivered(target, batch.sources())
+            listener.delivered(target, batch)
             return
 
     async def _call(self, target: Target, batch: Batch[Any, Any]) -> None:

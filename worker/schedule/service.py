@@ -1,0 +1,189 @@
+"""The running scheduler: lease thread + tick loop thread, built from settings.
+
+Used two ways:
+
+* inside ``clickstream-worker run`` (``scheduler.enabled: true``): ``Scheduler(...).start()``
+  after the worker's metrics exist, ``stop()`` during shutdown — it runs on its own
+  threads, so the asyncio pipeline is never blocked by a control-plane call;
+* alone, ``clickstream-worker schedule``: ``run_until(stop_event)``.
+
+The loop ticks every ``tick_interval_s``; right after a tick that acted it ticks again
+at once (a promotion often follows a gate decision), at most `BURST` times in a row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import boto3
+import structlog
+from botocore.config import Config
+from kafka import KafkaProducer
+from prometheus_client import CollectorRegistry
+
+from worker.config import KafkaSettings
+from worker.kafka_admin import ensure_topics
+from worker.schedule.lease import LeaderLease, ensure_control_topic
+from worker.schedule.lifecycle import LifecyclePublisher, SchedulerMetrics
+from worker.schedule.memory_store import KafkaMemoryStore
+from worker.schedule.observe import VolumeCounter
+from worker.schedule.reconciler import Reconciler, TickReport
+from worker.schedule.settings_io import SchedulerSettings
+
+log = structlog.get_logger(__name__)
+
+#: Consecutive immediate re-ticks after acting.
+BURST = 5
+
+
+def personalize_client(settings: SchedulerSettings, region: str | None) -> Any:
+    """boto3 ``personalize`` (control plane) with bounded timeouts and standard retries."""
+    return boto3.client(
+        "personalize",
+        region_name=region,
+        endpoint_url=settings.personalize_endpoint_url,
+        config=Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 3}),
+    )
+
+
+class Scheduler:
+    """Owns the lease, the reconciler and the tick loop of one replica."""
+
+    def __init__(
+        self,
+        settings: SchedulerSettings,
+        kafka: KafkaSettings,
+        *,
+        region: str | None = None,
+        registry: CollectorRegistry | None = None,
+        default_input_topics: Sequence[str] = (),
+        client: Any = None,
+        lease_overrides: Mapping[str, int] | None = None,
+    ) -> None:
+        self.settings = settings
+        self._kafka_config = kafka.client_config()
+        timeout = settings.kafka_timeout_s
+        self.metrics = SchedulerMetrics(registry)
+        self._producer: Any = None
+        if settings.lifecycle_topic:
+            self._producer = KafkaProducer(**self._kafka_config, acks="all", enable_idempotence=True, linger_ms=10)
+        self.publisher = LifecyclePublisher(self._producer, settings.lifecycle_topic, settings.event_source)
+        self.store = KafkaMemoryStore(self._kafka_config, settings.control_topic, timeout_s=timeout)
+        topics = settings.input_topics or list(default_input_topics)
+        self.volume = VolumeCounter(self._kafka_config, timeout_s=timeout)
+        self.reconciler = Reconciler(
+            client if client is not None else personalize_client(settings, region),
+            settings.solutions,
+            store=self.store,
+            publisher=self.publisher,
+            metrics=self.metrics,
+            volume=self.volume,
+            input_topics=topics,
+        )
+        lease = {**settings.lease.model_dump(), **(lease_overrides or {})}
+        self.lease = LeaderLease(
+            self._kafka_config,
+            settings.control_topic,
+            settings.group_id,
+            on_change=self._on_lease_change,
+            **lease,
+        )
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.ticks = 0
+        self.last_reports: list[TickReport] = []
+        self.error: BaseException | None = None
+
+    @property
+    def is_leader(self) -> bool:
+        return self.lease.is_leader
+
+    def _on_lease_change(self, leader: bool) -> None:  # IO thread: flags and gauges only
+        self.metrics.leader.set(1 if leader else 0)
+
+    def prepare(self) -> None:
+        """Create the control (compacted, 1 partition) and lifecycle topics when missing."""
+        if ensure_control_topic(self._kafka_config, self.settings.control_topic, self.settings.kafka_timeout_s):
+            log.info("created scheduler control topic", topic=self.settings.control_topic)
+        if self.settings.lifecycle_topic:
+            try:
+                ensure_topics(
+                    ",".join(self._kafka_config["bootstrap_servers"]), {self.settings.lifecycle_topic: 1},
+                    client_config=self._kafka_config, timeout_s=self.settings.kafka_timeout_s,
+                )  # fmt: skip
+            except Exception as exc:  # noqa: BLE001 - no admin rights: the topic must exist already
+                log.warning("could not create the lifecycle topic", topic=self.settings.lifecycle_topic, error=str(exc))
+
+    def start(self) -> Scheduler:
+        """Prepare topics, join the lease group and start ticking (background threads)."""
+        self.prepare()
+        self.lease.start()
+        self._thread = threading.Thread(target=self._run_loop, name="scheduler-loop", daemon=True)
+        self._thread.start()
+        log.info("scheduler started", solutions=[s.solution_arn for s in self.settings.solutions],
+                 control_topic=self.settings.control_topic, group_id=self.settings.group_id)  # fmt: skip
+        return self
+
+    def run_until(self, stop: threading.Event) -> int:
+        """Foreground mode (``clickstream-worker schedule``): run until `stop` is set."""
+        self.start()
+        while not stop.wait(0.5):
+            if self._thread is not None and not self._thread.is_alive():
+                break
+        self.stop()
+        return 0 if self.error is None else 1
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """Stop ticking, leave the lease group (fast failover), close clients. Idempotent."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        self.lease.stop(timeout_s)
+        self.volume.close()
+        self.store.close()
+        self.publisher.flush()
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                self._producer.close(timeout=5)
+            self._producer = None
+
+    def _run_loop(self) -> None:
+        interval = self.settings.tick_interval_s
+        burst = 0
+        while not self._stop.is_set():
+            try:
+                acted = self.tick_once()
+            except Exception as exc:  # a tick failing must not kill the scheduler
+                log.exception("scheduler tick failed", error=str(exc))
+                acted = False
+            burst = burst + 1 if acted else 0
+            if acted and burst < BURST:
+                continue
+            burst = 0
+            self._stop.wait(interval)
+
+    def tick_once(self) -> bool:
+        """One pass; True when the leader acted (so another pass may follow at once)."""
+        lease = self.lease
+        leader = lease.is_leader
+        self.metrics.leader.set(1 if leader else 0)
+        if leader and self.reconciler.loaded_generation != lease.generation:
+            try:
+                self.reconciler.load(lease.generation)
+            except Exception as exc:  # noqa: BLE001 - cannot know the memory: observe only this tick
+                log.warning("cannot load the scheduler memory; not acting this tick", error=str(exc))
+                leader = False
+
+        def may_act() -> bool:
+            return leader and lease.is_leader and self.reconciler.loaded_generation == lease.generation
+
+        started = time.monotonic()
+        reports = self.reconciler.tick(may_act=may_act)
+        self.ticks += 1
+        self.last_reports = reports
+        log.debug("scheduler tick done", leader=leader, seconds=round(time.monotonic() - started, 3))
+        return any(r.acted for r in reports)
