@@ -209,10 +209,14 @@ def test_event_id_and_exact_duplicates_are_counted_not_stored(server: Server, cl
     client.put_events(**put_events_body("trk-dedupe", [event(1, eventType="buy"), event(3), event(3)]))
     # Different eventId, but the same row as ev-2 (same user, item, type, sentAt, properties).
     client.put_events(**put_events_body("trk-dedupe", [{**event(2), "eventId": "ev-2-copy"}]))
+    # Same row but shown from a recommendation: a different event, kept.
+    client.put_events(**put_events_body("trk-dedupe", [{**event(2), "eventId": "ev-2-rec", "recommendationId": "RID-1"}]))
     rows = server.get("/_local/events", trackingId="trk-dedupe")
-    assert [(r["eventId"], r["eventType"]) for r in rows] == [("ev-1", "click"), ("ev-2", "click"), ("ev-3", "click")]
+    assert [(r["eventId"], r["eventType"]) for r in rows] == [
+        ("ev-1", "click"), ("ev-2", "click"), ("ev-3", "click"), ("ev-2-rec", "click")
+    ]
     after = server.get("/_local/stats")
-    assert after["accepted_events"] - before["accepted_events"] == 6
+    assert after["accepted_events"] - before["accepted_events"] == 7
     assert after["duplicate_events"] - before["duplicate_events"] == 3
     # The same eventId on another tracker is a different event.
     client.put_events(**put_events_body("trk-main", [event(1)]))
@@ -366,7 +370,7 @@ def test_unknown_path_and_control_plane_targets(server: Server) -> None:
         "UnknownOperationException",
         "UnknownOperationException",
     )
-    target = {"X-Amz-Target": "AmazonPersonalize.DescribeDatasetGroup", "Content-Type": "application/x-amz-json-1.1"}
+    target = {"X-Amz-Target": "AmazonPersonalize.CreateRecommender", "Content-Type": "application/x-amz-json-1.1"}
     status, headers, payload = server.call("POST", "/", b"{}", target)
     assert (status, payload["__type"]) == (400, "UnknownOperationException")
     assert headers["Content-Type"].startswith("application/x-amz-json-1.1")

@@ -198,6 +198,12 @@ class LocalPersonalize:
     def users(self, dataset_arn: str | None = None) -> list[dict[str, Any]]:
         return self._paged("/_local/users", {"datasetArn": dataset_arn} if dataset_arn else {})
 
+    def resources(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """Control-plane resources with their statuses (``kind``: ``solution-version``, ``campaign`` …)."""
+        query = f"?{urllib.parse.urlencode({'kind': kind})}" if kind else ""
+        result: list[dict[str, Any]] = self._json("GET", f"/_local/resources{query}")
+        return result
+
     def faults(self) -> dict[str, Any]:
         result: dict[str, Any] = self._json("GET", "/_local/faults")
         return result

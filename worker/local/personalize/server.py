@@ -3,10 +3,10 @@
 Unmodified botocore/aiobotocore clients reach it through ``endpoint_url``. All three
 Personalize services sign as ``personalize``, so routing cannot use the credential
 scope (contract §1): a request carrying ``X-Amz-Target`` goes to the control plane
-(JSON 1.1; for now every target answers ``UnknownOperationException``), everything
-else is routed by method and path. `LocalPersonalize.add_route` and
-`LocalPersonalize.control_plane` are the extension points for the control plane and
-runtime (``/recommendations``, ``/personalize-ranking``) that come later.
+(JSON 1.1, `control.plane`), everything else is routed by method and path: the events
+data plane here, the runtime (``/recommendations``, ``/personalize-ranking``) and the
+``/_local/`` inspection routes. `LocalPersonalize.add_route` and
+`LocalPersonalize.control_plane` are the extension points `control.plane.install` uses.
 
 Requests are dispatched from one catch-all aiohttp route through a dict, which keeps
 the per-request cost to a lookup; the access log is off unless asked for, because
@@ -24,6 +24,10 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from worker.local.personalize.control.arns import DEFAULT_ACCOUNT, DEFAULT_REGION
+from worker.local.personalize.control.deps import ControlOptions
+from worker.local.personalize.control.plane import install
+from worker.local.personalize.control.timing import Timing
 from worker.local.personalize.errors import (
     AMZ_JSON_1_1,
     INTERNAL_FAILURE,
@@ -84,11 +88,12 @@ class LocalPersonalize:
             return error_response(error, request_id)
         return await handler(request, request_id)
 
-    def operation_route(self, operation: str, handler: Handler) -> RawHandler:
+    def operation_route(self, operation: str, handler: Handler, *, inject_faults: bool = True) -> RawHandler:
         """Wrap a rest-json body handler: count, inject faults, decode, run, render.
 
         The handler gets the decoded body and returns None (200, empty body - the Put*
-        operations) or a JSON-serialisable reply (the runtime operations to come).
+        operations) or a JSON-serialisable reply (the runtime operations). The fault
+        knobs are documented as Put* faults, so the runtime routes opt out of them.
         """
         stats, faults = self.stats, self.faults
 
@@ -101,7 +106,8 @@ class LocalPersonalize:
                 stats.reject(error.code, error.rule)
                 return error_response(error, request_id)
             try:
-                await faults.apply()  # before decoding and storage: a failed request stores nothing
+                if inject_faults:
+                    await faults.apply()  # before decoding and storage: a failed request stores nothing
             except ApiError as error:
                 return error_response(error, request_id)
             try:
@@ -261,6 +267,7 @@ async def serve(
     access_log: bool = False,
     ready: Callable[[str], None] | None = None,
     stop: asyncio.Event | None = None,
+    control: ControlOptions | None = None,
 ) -> None:
     """Run until `stop` is set (or SIGTERM/SIGINT when `stop` is None), then close cleanly."""
     store = Store(data_dir)
@@ -268,9 +275,11 @@ async def serve(
         service = LocalPersonalize(store)
         arn_pattern = service.events_model.shape_for("Arn").metadata["pattern"]
         register(store, trackers, datasets, arn_pattern)
+        plane = install(service, data_dir, control or ControlOptions())
         runner = web.AppRunner(create_app(service), access_log=log if access_log else None, handle_signals=False)
         await runner.setup()
         try:
+            await plane.start()
             site = web.TCPSite(runner, host, port)
             await site.start()
             url = _bound_url(runner, host, port)
@@ -284,6 +293,7 @@ async def serve(
             await stop.wait()
         finally:
             await runner.cleanup()
+            await plane.close()
     finally:
         store.close()
 
@@ -320,6 +330,26 @@ def main(argv: list[str] | None = None) -> int:
         metavar="ARN",
         help="register a dataset; type from the ARN's last segment, e.g. .../dataset/G/ITEMS",
     )
+    parser.add_argument(
+        "--fast",
+        action="store_true",
+        help="every status transition takes 0.2 s instead of 10 s (tests and development)",
+    )
+    parser.add_argument(
+        "--transition-seconds",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds per status transition step (overrides --fast; default 10)",
+    )
+    parser.add_argument(
+        "--s3-endpoint-url",
+        default=None,
+        help="S3 endpoint for import jobs (default: boto3's own, e.g. AWS_ENDPOINT_URL_S3)",
+    )
+    parser.add_argument("--account-id", default=DEFAULT_ACCOUNT, help="12-digit account ID in ARNs")
+    parser.add_argument("--region", default=DEFAULT_REGION, help="region of requests without a SigV4 scope")
+    parser.add_argument("--training-seed", type=int, default=42, help="seed of the offline split and HPO")
     parser.add_argument("--log-level", default="WARNING")
     parser.add_argument("--access-log", action="store_true", help="log every request (slow)")
     args = parser.parse_args(argv)
@@ -330,6 +360,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{READY_PREFIX}{url} (development stand-in)", flush=True)
 
     try:
+        if not (len(args.account_id) == 12 and args.account_id.isdigit()):
+            raise ValueError(f"--account-id must be 12 digits, got {args.account_id!r}")
+        control = ControlOptions(
+            account=args.account_id,
+            region=args.region,
+            s3_endpoint_url=args.s3_endpoint_url,
+            training_seed=args.training_seed,
+            timing=Timing.from_options(fast=args.fast, transition_seconds=args.transition_seconds),
+        )
         asyncio.run(
             serve(
                 args.host,
@@ -339,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
                 datasets=args.dataset,
                 access_log=args.access_log,
                 ready=announce,
+                control=control,
             )
         )
     except ValueError as error:

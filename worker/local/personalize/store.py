@@ -20,7 +20,7 @@ development stand-in can afford. Keys join the in-memory set only after the
 transaction commits, so the set never claims a row the table does not have.
 
 Registrations (event trackers, datasets) live here too so a restart keeps them; the
-small `register_*` API is what the future control plane will call. Lookups are
+small `register_*` API is what the control plane calls. Lookups are
 served from an in-memory mirror to keep the hot path free of extra queries.
 
 The connection is used from the event-loop thread only; a component that needs
@@ -33,6 +33,7 @@ import hashlib
 import json
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -141,11 +142,16 @@ class InsertResult:
 
 
 def content_key(row: EventRow) -> bytes:
-    """Identity of an event as a dataset row, for the exact-duplicate rule.
+    """Identity of an event for the exact-duplicate rule: every member except eventId.
 
+    The guide only says events with "exactly the same timestamp and identical properties"
+    are kept once (contract section 5.1). The safe reading drops only events that are
+    identical in *every* member: two views of one item in the same millisecond that differ
+    in session, recommendationId or impression are distinct events and both are kept.
     The repr of a tuple is unambiguous (strings are quoted and escaped) and cheap.
     """
-    identity = (row.user_id, row.item_id, row.event_type, row.event_value, row.sent_at, row.properties)
+    identity = (row.user_id, row.session_id, row.item_id, row.event_type, row.event_value, row.sent_at,
+                row.properties, row.recommendation_id, row.impression, row.event_attribution_source)
     return hashlib.blake2b(repr(identity).encode(), digest_size=16).digest()
 
 
@@ -180,6 +186,8 @@ class Store:
             for r in self._db.execute("SELECT dataset_arn, dataset_type, dataset_group_arn, status FROM datasets")
         }
 
+        #: Called after each commit with (tracking ID, stored rows): the runtime's live histories.
+        self._listeners: list[Callable[[str, list[EventRow]], None]] = []
         self._seen: dict[str, _SeenKeys] = {}
         for tracking_id, event_id, key in self._db.execute("SELECT tracking_id, event_id, content_key FROM events"):
             seen = self._seen_for(tracking_id)
@@ -189,7 +197,11 @@ class Store:
     def close(self) -> None:
         self._db.close()
 
-    # -- registrations (the future control plane calls these) -------------------------
+    def add_listener(self, listener: Callable[[str, list[EventRow]], None]) -> None:
+        """Have `listener` see every newly stored event (after its commit, on this thread)."""
+        self._listeners.append(listener)
+
+    # -- registrations (the control plane calls these) -------------------------------
 
     def register_tracker(self, tracking_id: str, dataset_group_arn: str | None = None) -> Tracker:
         """Create or update an ACTIVE event tracker; idempotent."""
@@ -253,12 +265,14 @@ class Store:
         new_ids: set[str] = set()
         new_keys: set[bytes] = set()
         params = []
+        stored: list[EventRow] = []
         for r in rows:
             key = content_key(r)
             if r.event_id in seen.event_ids or r.event_id in new_ids or key in seen.contents or key in new_keys:
                 continue
             new_ids.add(r.event_id)
             new_keys.add(key)
+            stored.append(r)
             params.append(
                 (
                     tracking_id,
@@ -282,6 +296,8 @@ class Store:
                 self._db.executemany(_INSERT_EVENT, params)
             seen.event_ids |= new_ids  # only after COMMIT
             seen.contents |= new_keys
+            for listener in self._listeners:
+                listener(tracking_id, stored)
         return InsertResult(stored=len(params), duplicates=len(rows) - len(params))
 
     def _seen_for(self, tracking_id: str) -> _SeenKeys:
@@ -336,6 +352,14 @@ class Store:
             }
             for r in rows
         ]
+
+    def event_history(self, tracking_id: str) -> list[tuple[str | None, str, str | None, str, float | None, float]]:
+        """(user, session, item, event type, value, sentAt) of a tracker's events, in arrival order."""
+        return self._db.execute(
+            "SELECT user_id, session_id, item_id, event_type, event_value, sent_at FROM events"
+            " WHERE tracking_id = ? ORDER BY seq",
+            (tracking_id,),
+        ).fetchall()
 
     def list_catalog(self, table: str, dataset_arn: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
         """Items or users (`table` is ``items`` or ``users``), in ID order."""
