@@ -159,10 +159,13 @@ class Worker:
             readiness=self.readiness, liveness=self.liveness,
         )
         self.health.start()
+        # Beat from the start: waiting for Kafka is alive, not hung (liveness must stay green).
+        beat = loop.create_task(self._beat())
         log.info("worker starting", topics=[t.name for t in settings.topics],
                  bootstrap_servers=settings.kafka.bootstrap_servers, http_port=self.health.port)
         producer = await self._connect_producer()
         if producer is None:  # stopped while waiting for Kafka
+            beat.cancel()
             self.health.stop()
             return 0
         await loop.run_in_executor(None, self._ensure_dead_letter_topics)
@@ -200,7 +203,6 @@ class Worker:
             consumer.start()
             endpoint = client.endpoint_url if isinstance(client, LeanEventsClient) else client.meta.endpoint_url
             probe = loop.create_task(self._probe_personalize(endpoint))
-            beat = loop.create_task(self._beat())
             scheduler = await self._start_scheduler(routes)
             try:
                 await self._wait_for_stop(consumer)

@@ -9,6 +9,7 @@ because a delivery failure must dead-letter the *original* bytes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from worker.ingest.grouping import Batch, Batcher
 from worker.ingest.sender import Sender, Target
 from worker.mapping import EventDecoder
 from worker.observe.metrics import Metrics
-from worker.records import CatalogUpdate, DatasetType, Interaction, Rejection, SourceRef
+from worker.records import CatalogUpdate, DatasetType, Interaction, Rejection, SourceRef, Stage
 from worker.schemas import DatasetSchema
 
 log = structlog.get_logger(__name__)
@@ -104,26 +105,40 @@ class Pipeline:
         now = self._clock()
         for raw in records:
             route = self._routes[raw.source.topic]
-            # A replayed record keeps the event ID derived from its first position.
-            identity = origin_of(raw) or raw.source
-            decoded = route.decoder.decode(raw.value, identity, now_wall)
-            if isinstance(decoded, Rejection):
-                self._dead_letter_one(route, raw, decoded)
-                continue
-            self._raw[raw.source] = raw
-            if isinstance(decoded, Interaction):
-                key: BatchKey = (raw.source.topic, decoded.user_id, decoded.session_id)
-                full = self._batcher.add(key, decoded, raw.source, now, size=raw.size)
-            else:
-                key = (raw.source.topic, None, "")
-                full = self._batcher.add(
-                    key, decoded, raw.source, now, coalesce_id=decoded.entity_id, size=raw.size
-                )
-            if full is not None:
-                self._dispatch(full)
+            try:
+                self._route_one(route, raw, now_wall, now)
+            except Exception as exc:  # noqa: BLE001 - one record must never strand the rest of the chunk
+                self._internal_error(route, raw, exc)
         if self._draining:
             self._flush_all()
         self._wakeup.set()
+
+    def _route_one(self, route: TopicRoute, raw: RawRecord, now_wall: float, now: float) -> None:
+        # A replayed record keeps the event ID derived from its first position.
+        identity = origin_of(raw) or raw.source
+        decoded = route.decoder.decode(raw.value, identity, now_wall)
+        if isinstance(decoded, Rejection):
+            self._dead_letter_one(route, raw, decoded)
+            return
+        self._raw[raw.source] = raw
+        if isinstance(decoded, Interaction):
+            key: BatchKey = (raw.source.topic, decoded.user_id, decoded.session_id)
+            full = self._batcher.add(key, decoded, raw.source, now, size=raw.size)
+        else:
+            key = (raw.source.topic, None, "")
+            full = self._batcher.add(key, decoded, raw.source, now, coalesce_id=decoded.entity_id, size=raw.size)
+        if full is not None:
+            self._dispatch(full)
+
+    def _internal_error(self, route: TopicRoute, raw: RawRecord, exc: Exception) -> None:
+        """A bug while routing a record: dead-letter it (replayable once fixed) instead of stalling."""
+        self._raw.pop(raw.source, None)
+        rejection = Rejection(Stage.MAPPING, "internal_error", f"{type(exc).__name__} while routing the record",
+                              exception_class=f"{type(exc).__module__}.{type(exc).__name__}")
+        with contextlib.suppress(Exception):  # logging must not prevent the dead letter
+            log.error("internal error routing a record; dead-lettering it", topic=raw.source.topic,
+                      partition=raw.source.partition, offset=raw.source.offset, error=repr(exc)[:500])
+        self._write_dlq(route, raw, rejection)
 
     # -- batching --------------------------------------------------------------------------------
 
@@ -201,15 +216,14 @@ class Pipeline:
     # -- dead letters ----------------------------------------------------------------------------
 
     def _dead_letter_one(self, route: TopicRoute, raw: RawRecord, rejection: Rejection) -> None:
+        self._write_dlq(route, raw, rejection)  # first: a logging failure must not cost the record
         details = rejection.to_dict()
         if rejection.field in IDENTITY_FIELDS:
             # Personal data: logged under a key the redaction processor hashes.
             details["user_id"] = details.pop("value")
-        log.info(
-            "record rejected", topic=raw.source.topic, partition=raw.source.partition,
-            offset=raw.source.offset, **details,
-        )
-        self._write_dlq(route, raw, rejection)
+        with contextlib.suppress(Exception):  # the record is already on its way to the DLQ
+            log.info("record rejected", topic=raw.source.topic, partition=raw.source.partition,
+                     offset=raw.source.offset, **details)
 
     def _write_dlq(self, route: TopicRoute, raw: RawRecord, rejection: Rejection) -> None:
         self._dlq.write(route.dlq_topic, raw, rejection)

@@ -152,7 +152,9 @@ class Sender:
                     deadline = DeliveryDeadline(self._clock(), self._timeout_s)
                     attempt = 0
                     continue
-                if kind is ErrorKind.THROTTLED:
+                if kind is ErrorKind.THROTTLED or (status is not None and status >= 500):
+                    # A failing service is slowed down like a throttling one: thousands of batches
+                    # each backing off on their own would still hammer it (AIMD on congestion).
                     bucket.on_throttled()
                 self._metrics.delivery_retries.labels(api=target.api, reason=code or "connection").inc()
                 pause = deadline.next_sleep(self._clock(), self._backoff.delay(attempt, kind, self._rng))

@@ -152,7 +152,10 @@ class DevRun:
             if self.stop.is_set() and generator.done():
                 break
             if finished_generating_at is not None and self.result.report is not None:
-                done = snap.delivered + snap.dead_lettered >= self.result.report.produced
+                # Unique events stored, not delivery counts: redeliveries would count twice.
+                stored = int(lp.stats().get("stored", {}).get("events", 0))
+                done = (stored >= self.result.report.good and snap.dead_lettered >= self.result.report.bad
+                        and snap.inflight == 0)
                 waited = time.monotonic() - finished_generating_at
                 if done or waited > self.args.drain_timeout:
                     break

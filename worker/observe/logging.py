@@ -73,7 +73,8 @@ def redact_id(value: str, salt: str) -> str:
     hashes made elsewhere. 16 hex digits (64 bits) make accidental collisions
     irrelevant at clickstream scale.
     """
-    digest = hashlib.sha256((salt + value).encode("utf-8")).hexdigest()
+    # surrogatepass: a malformed ID (lone surrogates from JSON escapes) must hash, not raise.
+    digest = hashlib.sha256((salt + value).encode("utf-8", "surrogatepass")).hexdigest()
     return "h:" + digest[:16]
 
 
