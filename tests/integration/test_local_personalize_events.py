@@ -210,7 +210,8 @@ def test_event_id_and_exact_duplicates_are_counted_not_stored(server: Server, cl
     # Different eventId, but the same row as ev-2 (same user, item, type, sentAt, properties).
     client.put_events(**put_events_body("trk-dedupe", [{**event(2), "eventId": "ev-2-copy"}]))
     # Same row but shown from a recommendation: a different event, kept.
-    client.put_events(**put_events_body("trk-dedupe", [{**event(2), "eventId": "ev-2-rec", "recommendationId": "RID-1"}]))
+    shown = {**event(2), "eventId": "ev-2-rec", "recommendationId": "RID-1"}
+    client.put_events(**put_events_body("trk-dedupe", [shown]))
     rows = server.get("/_local/events", trackingId="trk-dedupe")
     assert [(r["eventId"], r["eventType"]) for r in rows] == [
         ("ev-1", "click"), ("ev-2", "click"), ("ev-3", "click"), ("ev-2-rec", "click")
