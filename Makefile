@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install dev test lint bench docs clean
+.PHONY: install dev test faults lint bench docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ test: $(STAMP)
 	$(BIN)/ruff check worker tests
 	$(BIN)/mypy
 	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+faults: $(STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider -m faults tests/faults
 
 docs: $(STAMP)
 	$(BIN)/python -m worker.config_docs README.md

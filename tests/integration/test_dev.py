@@ -36,3 +36,11 @@ def test_dev_runs_the_whole_loop_and_accounts_for_every_event(tmp_path: Path) ->
     assert dead > 0, "the generator mixes in malformed events"
     assert _number(out, "lost") == 0
     assert "nothing lost" in out
+    # Trained through the real API by the scheduler, and served: a campaign serves an ACTIVE version.
+    assert _number(out, "versions ACTIVE") >= 1, out
+    trained = set(re.findall(r"^\s+[a-z-]+(?: \(baseline\))?\s+([0-9a-f]{8})\s+[\d.]+", out, re.MULTILINE))
+    served = set(re.findall(r"^\s+campaign \S+\s+serves ([0-9a-f]{8})$", out, re.MULTILINE))
+    assert trained, f"no trained version in the metrics table:\n{out}"
+    assert served & trained, f"no campaign serves a trained version:\n{out}"
+    assert "popularity-count (baseline)" in out
+    assert "progress user-personalization" in out, "training progress lines when not a TTY"

@@ -365,3 +365,17 @@ def test_memory_that_could_not_be_saved_is_saved_on_the_next_tick(client: Any, s
     [second] = reconciler.tick(may_act=True)
     assert second.decision is not None and second.decision.kind == "wait"
     assert store.saves == 1 and [s.version_arn for s in store.states[SOL].memory.training_starts] == [V1]
+
+
+
+@pytest.mark.integration
+def test_volume_counter_accepts_the_worker_kafka_settings(broker: Any, kafka_topic: Any) -> None:
+    """Regression: the worker's client config already carries request_timeout_ms."""
+    import time as _time
+
+    from worker.config import KafkaSettings
+    from worker.schedule.observe import VolumeCounter
+
+    topic = kafka_topic(partitions=1)
+    counter = VolumeCounter(KafkaSettings(bootstrap_servers=broker.bootstrap).client_config(), timeout_s=5)
+    assert counter.count_since([topic], _time.time() - 60) in (0, None)

@@ -1,9 +1,13 @@
 """`clickstream-worker dev`: the whole loop on one machine, no AWS, no Docker.
 
-Starts the embedded Tansu broker and the local Personalize (development stand-ins), creates
-the topics, runs the clickstream generator, the worker (in this process) and shows live
-progress; at the end it audits the run: every produced event is either stored in the local
-Personalize (by eventId) or dead-lettered, and exits non-zero if anything was lost.
+Starts the embedded Tansu broker and the local Personalize (``--fast``), provisions through
+the real API (schemas, dataset group, datasets, event tracker, three solutions; see
+dev_provision.py), runs the clickstream generator, the worker (in this process) and, once
+enough interactions are stored to train on, the retraining scheduler, which trains, gates
+and creates/updates the campaigns by itself. Progress is live (a redrawn block on a TTY,
+plain lines otherwise); at the end it audits the run (every produced event is stored by
+eventId or dead-lettered; non-zero exit if anything was lost) and prints the metrics of
+every trained version and sample recommendations before and after retraining.
 
 Every child process is stopped by PID on exit, whatever happens.
 """
@@ -22,22 +26,32 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from worker.app import Worker
 from worker.config import WorkerSettings
 from worker.kafka_admin import ensure_topics
 from worker.local.broker import EmbeddedBroker
+from worker.local.dev_provision import (
+    BASELINE,
+    METRICS,
+    REGION,
+    ControlState,
+    Provisioned,
+    clients,
+    metrics_rows,
+    observe,
+    provision,
+    recommend,
+    scheduler_section,
+)
 from worker.local.generate_cmd import GenerateError, GenerateReport, run_generate
 from worker.local.personalize.process import LocalPersonalize
-from worker.local.progress import ProgressView, Snapshot, metric_total
+from worker.local.progress import ProgressView, Snapshot, control_lines, metric_total
 from worker.observe.logging import configure_logging
+from worker.schedule.service import Scheduler
+from worker.schedule.settings_io import SchedulerSettings
 
-DEV_TRACKING_ID = "00000000-dev0-4000-8000-000000000001"
-ACCOUNT = "000000000000"
-DEV_GROUP_ARN = f"arn:aws:personalize:us-east-1:{ACCOUNT}:dataset-group/dev"
-ITEMS_ARN = f"arn:aws:personalize:us-east-1:{ACCOUNT}:dataset/dev/ITEMS"
-USERS_ARN = f"arn:aws:personalize:us-east-1:{ACCOUNT}:dataset/dev/USERS"
 TOPICS = {"clicks": 4, "items": 2, "users": 2}
 #: Short group timeouts: joins on Tansu take ~3 s instead of ~20 s.
 TANSU_GROUP = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000, "max_poll_interval_ms": 10000}
@@ -77,7 +91,7 @@ def _data_dir(path: str | None) -> Iterator[Path]:
         yield Path(tmp)
 
 
-def worker_settings(bootstrap: str, endpoint_url: str) -> WorkerSettings:
+def worker_settings(bootstrap: str, endpoint_url: str, p: Provisioned) -> WorkerSettings:
     return WorkerSettings.model_validate({
         "kafka": {"bootstrap_servers": bootstrap, "group_id": "clickstream-dev", "commit_interval_s": 1.0,
                   **TANSU_GROUP},
@@ -85,9 +99,9 @@ def worker_settings(bootstrap: str, endpoint_url: str) -> WorkerSettings:
         "delivery": {"linger_ms": 50, "drain_timeout_s": 20},
         "observability": {"http_host": "127.0.0.1", "http_port": 0},
         "topics": [
-            {"name": "clicks", "dataset_type": "interactions", "tracking_id": DEV_TRACKING_ID},
-            {"name": "items", "dataset_type": "items", "dataset_arn": ITEMS_ARN},
-            {"name": "users", "dataset_type": "users", "dataset_arn": USERS_ARN},
+            {"name": "clicks", "dataset_type": "interactions", "tracking_id": p.tracking_id},
+            {"name": "items", "dataset_type": "items", "dataset_arn": p.datasets["items"]},
+            {"name": "users", "dataset_type": "users", "dataset_arn": p.datasets["users"]},
         ],
     })
 
@@ -101,6 +115,11 @@ class DevRun:
         self.stop = threading.Event()
         self.generated = 0
         self.result = DevResult()
+        self.control: Any = None
+        self.runtime: Any = None
+        self.provisioned = Provisioned("", {}, "", {}, {})
+        self.state: ControlState | None = None
+        self.before: tuple[str, list[str]] | None = None
 
     def _count(self) -> int:
         if self.args.duration is not None:
@@ -120,11 +139,15 @@ class DevRun:
                 configure_logging(json=True, level="INFO", stream=log_stream)
                 self.out.write(f"clickstream-worker dev: starting the local stack (logs: {log_path})\n")
                 with EmbeddedBroker() as broker:
-                    lp = LocalPersonalize(data_dir=data_dir / "personalize", trackers=[DEV_TRACKING_ID],
-                                          datasets=[ITEMS_ARN, USERS_ARN], log_path=data_dir / "personalize.log")
+                    lp = LocalPersonalize(data_dir=data_dir / "personalize", extra_args=["--fast"],
+                                          log_path=data_dir / "personalize.log")
                     try:
                         lp.start()
                         ensure_topics(broker.bootstrap, TOPICS)
+                        self.control, self.runtime = clients(lp.endpoint_url)
+                        self.provisioned = provision(self.control, f"dev-{int(time.time())}")
+                        self.out.write(f"provisioned dataset group {self.provisioned.group_arn} "
+                                       f"(3 datasets, event tracker, {len(self.provisioned.solutions)} solutions)\n")
                         return asyncio.run(self._main(broker, lp))
                     finally:
                         lp.stop()
@@ -133,41 +156,101 @@ class DevRun:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop.set)
-        worker = Worker(worker_settings(broker.bootstrap, lp.endpoint_url), handle_signals=False)
+        section = scheduler_section(
+            self.provisioned, lp.endpoint_url, retrain_every_s=self.args.retrain_every, tick_s=self.args.tick,
+            lease=TANSU_GROUP,
+        )  # fmt: skip
+        settings = worker_settings(broker.bootstrap, lp.endpoint_url, self.provisioned)
+        worker = Worker(settings, handle_signals=False)
+        scheduler: Scheduler | None = None
         worker_task = loop.create_task(worker.run())
+        watcher = loop.create_task(self._watch())
         count = self._count()
         view = ProgressView(self.out, interactive=self.out.isatty(), expected=count,
                             header=f"broker {broker.bootstrap} · local Personalize {lp.endpoint_url}")
         generator = loop.run_in_executor(None, self._generate, broker.bootstrap, count)
         started = time.monotonic()
         finished_generating_at: float | None = None
+        delivered_at: float | None = None
         while True:
             await asyncio.sleep(0.5)
             snap = self._snapshot(worker, started)
+            view.extra_lines = control_lines(self.state)
             view.render(snap)
+            if scheduler is None and self._enough_data(lp):
+                scheduler = Scheduler(SchedulerSettings.model_validate(section), settings.kafka, region=REGION,
+                                      registry=worker.metrics.registry, default_input_topics=["clicks"])  # fmt: skip
+                await loop.run_in_executor(None, scheduler.start)
             if generator.done() and finished_generating_at is None:
                 finished_generating_at = time.monotonic()
             if worker_task.done():
                 break
             if self.stop.is_set() and generator.done():
                 break
-            if finished_generating_at is not None and self.result.report is not None:
+            if delivered_at is not None:
+                # Delivered: with --events, wait (bounded) for trained and served versions.
+                waited = time.monotonic() - delivered_at
+                if self.args.duration is not None or waited > self.args.train_timeout:
+                    break
+                if self.state is not None and self.state.settled:
+                    break
+            elif finished_generating_at is not None and self.result.report is not None:
                 # Unique events stored, not delivery counts: redeliveries would count twice.
                 stored = int(lp.stats().get("stored", {}).get("events", 0))
                 done = (stored >= self.result.report.good and snap.dead_lettered >= self.result.report.bad
                         and snap.inflight == 0)
                 waited = time.monotonic() - finished_generating_at
                 if done or waited > self.args.drain_timeout:
-                    break
+                    delivered_at = time.monotonic()
         self.stop.set()
         await generator
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        self.state = await loop.run_in_executor(None, self._observe_quietly)
+        if scheduler is not None:
+            await loop.run_in_executor(None, scheduler.stop)
         worker.request_stop()
         code = await worker_task
         final = self._snapshot(worker, started)
+        view.extra_lines = control_lines(self.state)
         view.render(final, final=True)
         self._audit(worker, lp)
         self._summary(final, code)
+        self._training_summary()
         return 0 if code == 0 and self.result.ok else 1
+
+    def _enough_data(self, lp: LocalPersonalize) -> bool:
+        """Training needs data: the scheduler starts once `--min-interactions` are stored."""
+        return int(lp.stats().get("stored", {}).get("events", 0)) >= int(self.args.min_interactions)
+
+    def _observe_quietly(self) -> ControlState | None:
+        """The control plane's state; None (and the last state kept) if a call fails."""
+        try:
+            return observe(self.control, self.provisioned)
+        except Exception:  # noqa: BLE001 - display only: a failed poll must not end the run
+            return self.state
+
+    async def _watch(self) -> None:
+        """Refresh the training/campaign view every couple of seconds (cheap calls only)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            self.state = await loop.run_in_executor(None, self._observe_quietly)
+            if self.before is None and self.state is not None:
+                self.before = await loop.run_in_executor(None, self._sample)
+            await asyncio.sleep(2.0)
+
+    def _sample(self) -> tuple[str, list[str]] | None:
+        """(served version, recommendations) of the user-personalization campaign, if it serves."""
+        label = "user-personalization"
+        serving = self.state.serving.get(label) if self.state else None
+        if not serving:
+            return None
+        try:
+            items = recommend(self.runtime, self.provisioned.campaigns[label], self.args.sample_user)
+        except Exception:  # noqa: BLE001 - display only
+            return None
+        return serving, items
 
     def _generate(self, bootstrap: str, count: int) -> None:
         def progress(sent: int) -> None:
@@ -201,7 +284,7 @@ class DevRun:
 
     def _audit(self, worker: Worker, lp: LocalPersonalize) -> None:
         registry = worker.metrics.registry
-        self.result.stored_ids = {e["eventId"] for e in lp.events(DEV_TRACKING_ID)}
+        self.result.stored_ids = {e["eventId"] for e in lp.events(self.provisioned.tracking_id)}
         self.result.delivered = metric_total(registry, "clickstream_events_delivered_total", topic="clicks")
         self.result.dead_lettered = {
             stage: metric_total(registry, "clickstream_events_dead_lettered_total", topic="clicks", stage=stage)
@@ -232,6 +315,53 @@ class DevRun:
         lines.append(f"  {verdict}")
         self.out.write("\n".join(lines) + "\n")
         self.out.flush()
+
+
+    def _training_summary(self) -> None:
+        state = self.state
+        lines = ["", "trainings"]
+        if state is None:
+            lines.append("  (the control plane could not be read)")
+            self.out.write("\n".join(lines) + "\n")
+            return
+        lines.append(f"  versions ACTIVE     {state.active_count:>10,}")
+        for label in self.provisioned.solutions:
+            serving = state.serving.get(label)
+            shown = serving.rsplit("/", 1)[-1] if serving else f"nothing ({state.campaign_status.get(label, '-')})"
+            lines.append(f"  campaign {label:<21} serves {shown}")
+        try:
+            rows = metrics_rows(self.control, state)
+        except Exception as exc:  # noqa: BLE001 - the counts above still stand
+            rows = []
+            lines.append(f"  (metrics unavailable: {exc})")
+        lines += ["", "metrics of every trained version (offline, held-out interactions)"]
+        header = f"  {'solution':<30} {'version':<22}" + "".join(f"{name:>13}" for name, _ in METRICS)
+        lines.append(header)
+        for label, version, metrics in rows:
+            name = f"{label} (baseline)" if label == BASELINE else label
+            served = (state.serving.get(label) or "").endswith(f"/{version}")
+            lines.append(f"  {name:<30} {version:<22}"
+                         + "".join(f"{metrics.get(key, float('nan')):>13.4f}" for _, key in METRICS)
+                         + ("   served" if served else ""))
+        if not rows:
+            lines.append("  (no version reached ACTIVE)")
+        lines += self._recommendation_lines()
+        self.out.write("\n".join(lines) + "\n")
+        self.out.flush()
+
+    def _recommendation_lines(self) -> list[str]:
+        user = self.args.sample_user
+        lines = ["", f"sample recommendations for {user} (user-personalization campaign)"]
+        after = self._sample()
+        if self.before is None or after is None:
+            return [*lines, "  (the campaign never served a version during this run)"]
+        (v1, items1), (v2, items2) = self.before, after
+        lines.append(f"  first served  {v1.rsplit('/', 1)[-1]:<22} {', '.join(items1) or '(none)'}")
+        if v2 == v1:
+            lines.append("  no retraining happened during this run: the campaign still serves its first version")
+        else:
+            lines.append(f"  after retrain {v2.rsplit('/', 1)[-1]:<22} {', '.join(items2) or '(none)'}")
+        return lines
 
 
 def main_dev(args: argparse.Namespace) -> int:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from prometheus_client import CollectorRegistry
+
+if TYPE_CHECKING:
+    from worker.local.dev_provision import ControlState
 
 
 def metric_total(registry: CollectorRegistry, sample_name: str, **labels: str) -> float:
@@ -16,6 +19,20 @@ def metric_total(registry: CollectorRegistry, sample_name: str, **labels: str) -
             if sample.name == sample_name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 total += sample.value
     return total
+
+
+def control_lines(state: ControlState | None) -> list[str]:
+    """Trainings (latest version status, ACTIVE count) and what each campaign serves (pure)."""
+    if state is None:
+        return ["  trainings     (waiting for the control plane)"]
+    lines = []
+    for label, versions in state.versions.items():
+        latest = f"latest {versions[0].short} {versions[0].status}" if versions else "no training yet"
+        serving = state.serving.get(label)
+        campaign = f"serves {serving.rsplit('/', 1)[-1]}" if serving else state.campaign_status.get(label, "-")
+        lines.append(f"  {label:<21} {len(state.active(label))} ACTIVE / {len(versions)} trained, {latest}; "
+                     f"campaign {campaign}")
+    return lines
 
 
 @dataclass(frozen=True)
@@ -48,6 +65,7 @@ class ProgressView:
         self._previous: Snapshot | None = None
         self._last_plain = -1e9
         self._drawn_lines = 0
+        self._printed_extra: list[str] = []
         self.extra_lines: list[str] = []
 
     def _rate(self, now: Snapshot, attr: str) -> float:
@@ -82,5 +100,9 @@ class ProgressView:
                 f"progress t={snap.elapsed_s:.1f}s produced={snap.produced} delivered={int(snap.delivered)} "
                 f"dead_lettered={int(snap.dead_lettered)} inflight={int(snap.inflight)} fill={snap.fill:.2f}\n"
             )
+        if not self._interactive and self.extra_lines != self._printed_extra:
+            # Plain mode: control-plane lines only when they change (a log, not a scroll of repeats).
+            self._printed_extra = list(self.extra_lines)
+            self._out.write("".join(f"progress {line.strip()}\n" for line in self.extra_lines))
         self._out.flush()
         self._previous = snap

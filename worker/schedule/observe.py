@@ -247,7 +247,7 @@ class VolumeCounter:
     def _partitions(self, topics: Iterable[str]) -> list[TopicPartition]:
         if self._consumer is None:
             self._consumer = KafkaConsumer(
-                **self._config, group_id=None, enable_auto_commit=False, request_timeout_ms=self.timeout_ms,
+                **{**self._config, "request_timeout_ms": self.timeout_ms}, group_id=None, enable_auto_commit=False,
                 allow_auto_create_topics=False,
             )  # fmt: skip
         tps: list[TopicPartition] = []
