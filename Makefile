@@ -25,6 +25,10 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
+bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m bench.run $(ARGS)
+
 faults: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider -m faults tests/faults
 

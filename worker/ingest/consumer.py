@@ -156,6 +156,7 @@ class ConsumerThread(threading.Thread):
             "heartbeat_interval_ms": self._settings.heartbeat_interval_ms,
             "max_poll_interval_ms": self._settings.max_poll_interval_ms,
             "max_poll_records": self._settings.max_poll_records,
+            "fetch_max_wait_ms": self._settings.fetch_max_wait_ms,
             **self._overrides,
         }
         delay = 1.0

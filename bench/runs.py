@@ -1,0 +1,255 @@
+"""One measured run: start the process(es) under test, feed them, wait until all is delivered, measure.
+
+Two ways of feeding:
+
+* **backlog**: the data was produced before anything started; the clock starts when the
+  process is ready (group joined, partitions assigned) and stops at the last delivery.
+  This is throughput: the process drains as fast as it can.
+* **paced**: the process is ready first, then `clickstream-worker generate --rate R` produces
+  live; events carry the wall time they were due, so ``receivedAt - sentAt`` at the local
+  Personalize is the event-to-acknowledgement latency at that offered load.
+
+CPU is counted from "ready" to "all delivered" for the process(es) under test, the local
+Personalize and the broker alike, because on a 2-core machine they compete for the same cores.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+import uuid
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import measure
+from bench.processes import BaselineProc, Measured, WorkerProc, write_worker_config
+from bench.procstat import machine_busy_s, sample, wait_until_quiet
+from bench.stack import ITEMS, SEED, TRACKING_ID, USERS, Dataset, Stack, accepted, delivered_events, lp_get
+
+#: "No quota": the worker's own limiter far above anything one machine reaches.
+UNLIMITED_RPS = 1_000_000.0
+STATS_POLL_S = 0.5  # the stats call counts rows; polled slowly so it costs the server nothing
+
+
+@dataclass
+class RunSpec:
+    """What to run and how to feed it."""
+
+    name: str
+    label: str
+    kind: str = "worker"  # "worker" or "baseline"
+    dataset: Dataset | None = None  # backlog runs
+    rate: float | None = None  # paced runs: events/s offered
+    seconds: float = 0.0  # paced runs: how long to offer it
+    processes: int = 1
+    delivery: dict[str, Any] = field(default_factory=dict)
+    client: str | None = None
+    consumer_overrides: dict[str, Any] = field(default_factory=dict)  # via bench.worker_variant
+    patches: tuple[str, ...] = ()  # bench.patches applied via bench.worker_variant
+    faults: dict[str, Any] | None = None
+    timeout_s: float = 300.0
+    quiet_timeout_s: float = 120.0  # how long to wait for other load to stop before starting (0: don't)
+
+
+def _gen_command(stack: Stack, topic: str, rate: float, count: int, manifest: Path, seed: int) -> list[str]:
+    return [
+        sys.executable, "-m", "worker.cli", "generate", "--bootstrap", stack.bootstrap, "--topic", topic,
+        "--rate", f"{rate:.1f}", "--count", str(count), "--seed", str(seed), "--users", str(USERS),
+        "--items", str(ITEMS), "--manifest", str(manifest),
+    ]  # fmt: skip
+
+
+def _start_processes(stack: Stack, spec: RunSpec, topic: str, endpoint: str, workdir: Path) -> list[Measured]:
+    group = f"bench-{spec.name}-{uuid.uuid4().hex[:6]}"
+    procs: list[Measured] = []
+    for index in range(spec.processes if spec.kind == "worker" else 1):
+        if spec.kind == "baseline":
+            procs.append(BaselineProc(
+                bootstrap=stack.bootstrap, topic=topic, endpoint_url=endpoint, tracking_id=TRACKING_ID,
+                group_id=group, log_path=workdir / "baseline.log", ready_file=workdir / "baseline.ready",
+            ).start())  # fmt: skip
+            continue
+        config = write_worker_config(
+            workdir / f"worker{index}.yaml", bootstrap=stack.bootstrap, endpoint_url=endpoint, topic=topic,
+            tracking_id=TRACKING_ID, group_id=group, delivery={"put_events_rps": UNLIMITED_RPS, **spec.delivery},
+            client=spec.client,
+        )  # fmt: skip
+        procs.append(WorkerProc(config, workdir / f"worker{index}.log", spec.consumer_overrides, spec.patches).start())
+    return procs
+
+
+def _wait_all_ready(procs: list[Measured], timeout_s: float = 90.0) -> tuple[float, float]:
+    """(first ready, all ready at once); a worker is ready when it owns partitions."""
+    first = math.inf
+    deadline = time.monotonic() + timeout_s
+    if isinstance(procs[0], BaselineProc):
+        ready = procs[0].wait_ready(timeout_s)
+        return ready, ready
+    workers = [p for p in procs if isinstance(p, WorkerProc)]
+    while time.monotonic() < deadline:
+        states = []
+        for worker in workers:
+            if not worker.alive():
+                raise RuntimeError(f"worker exited before ready:\n{worker.logs()}")
+            states.append(worker.ready())
+        if any(states):
+            first = min(first, time.time())
+        if all(states):
+            return first, time.time()
+        time.sleep(0.05)
+    raise RuntimeError(f"workers not all ready after {timeout_s}s:\n{workers[0].logs()}")
+
+
+def run(stack: Stack, spec: RunSpec, workdir: Path) -> dict[str, Any]:
+    """Execute one run and return its measured result (JSON-ready)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    waited = wait_until_quiet(timeout_s=spec.quiet_timeout_s) if spec.quiet_timeout_s > 0 else 0.0
+    server = stack.personalize(spec.name)
+    procs: list[Measured] = []
+    generator: Measured | None = None
+    try:
+        if spec.faults:
+            server.set_faults(**spec.faults)
+        topic = spec.dataset.topic if spec.dataset else stack.new_topic(f"live-{spec.name}")
+        procs = _start_processes(stack, spec, topic, server.endpoint_url, workdir)
+        started = time.time()
+        first_ready, all_ready = _wait_all_ready(procs)
+        for proc in procs:
+            proc.take_mark()
+        server_mark, broker_mark = sample(server.pid or 0), sample(stack.broker.pid or 0)
+        machine_mark, self_mark, wall_mark = machine_busy_s(), sample(os.getpid()), time.monotonic()
+        expected_ids: list[str]
+        gen_report: dict[str, Any] = {}
+        if spec.dataset is not None:
+            expected_ids = spec.dataset.good_ids
+        else:
+            assert spec.rate is not None
+            manifest = workdir / "manifest.json"
+            count = int(spec.rate * spec.seconds)
+            seed = SEED + 1 + zlib.crc32(spec.name.encode()) % 1000  # fresh IDs, reproducible
+            generator = Measured(_gen_command(stack, topic, spec.rate, count, manifest, seed),
+                                 workdir / "generate.log").start()
+            generator.take_mark()
+            while generator.alive():
+                generator.take_last()
+                time.sleep(0.2)
+            if generator.proc is None or generator.proc.returncode != 0:
+                raise RuntimeError(f"generator failed:\n{generator.logs()}")
+            gen_report = json.loads(manifest.read_text())
+            expected_ids = gen_report["good_event_ids"]
+        reached = _wait_delivered(server, len(expected_ids), spec.timeout_s, procs)
+        for proc in procs:
+            proc.take_last()
+        server_end, broker_end = sample(server.pid or 0), sample(stack.broker.pid or 0)
+        machine_cpu, wall = machine_busy_s() - machine_mark, time.monotonic() - wall_mark
+        harness_cpu = _delta(self_mark, sample(os.getpid())) or 0.0
+        exit_codes = [proc.stop() for proc in procs]
+        rows = delivered_events(server)
+        stats = lp_get(server, "/_local/stats")
+    finally:
+        for proc in procs:
+            proc.kill()
+        if generator is not None:
+            generator.kill()
+        stack.stop_personalize(server)
+    return _result(spec, rows, stats, expected_ids, procs, started, first_ready, all_ready, reached, exit_codes,
+                   cpu=(_delta(server_mark, server_end), _delta(broker_mark, broker_end),
+                        generator.cpu_since_mark() if generator else None),
+                   gen_report=gen_report, load=(waited, machine_cpu, harness_cpu, wall))
+
+
+def _wait_delivered(server: Any, expected: int, timeout_s: float, procs: list[Measured]) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if accepted(server) >= expected:
+            return True
+        if not all(proc.alive() for proc in procs):
+            return False
+        time.sleep(STATS_POLL_S)
+    return False
+
+
+def _delta(a: Any, b: Any) -> float | None:
+    return None if a is None or b is None else round(b.cpu_s - a.cpu_s, 3)
+
+
+def _result(
+    spec: RunSpec, rows: list[measure.Row], stats: dict[str, Any], expected_ids: list[str], procs: list[Measured],
+    started: float, first_ready: float, all_ready: float, reached: bool, exit_codes: list[int | None], *,
+    cpu: tuple[float | None, float | None, float | None], gen_report: dict[str, Any],
+    load: tuple[float, float, float, float],
+) -> dict[str, Any]:
+    delivered = len(rows)
+    not_stored = measure.lost(expected_ids, rows)
+    duplicates = int(stats.get("duplicate_events", 0))
+    throttled = int(stats.get("throttled", 0))
+    rejected = sum(int(v) for v in stats.get("rejected", {}).values())
+    requests = int(stats.get("requests", {}).get("PutEvents", 0))
+    ok_requests = max(0, requests - throttled - rejected)
+    worker_cpu = [round(p.cpu_since_mark(), 3) for p in procs]
+    server_cpu, broker_cpu, generator_cpu = cpu
+    eps, seconds = measure.end_to_end_rate(delivered, first_ready, rows)
+    per_k = 1000.0 / delivered if delivered else math.nan
+    result: dict[str, Any] = {
+        "name": spec.name,
+        "label": spec.label,
+        "kind": spec.kind,
+        "feed": "backlog" if spec.dataset else "paced",
+        "layout": spec.dataset.layout if spec.dataset else "realistic",
+        "processes": len(procs),
+        "client": spec.client,
+        "consumer_overrides": spec.consumer_overrides or None,
+        "patches": list(spec.patches) or None,
+        "delivery": spec.delivery,
+        "faults": spec.faults,
+        "expected_events": len(expected_ids),
+        "delivered_events": delivered,
+        "complete": reached,
+        # Not stored: expected IDs absent from the store. The local Personalize also drops exact
+        # duplicates (same user, item, type, value, sentAt, properties): at paced rates above
+        # 1,000/s two anonymous views of one item can share a millisecond. Those are counted in
+        # duplicate_events; "lost" is what neither explains.
+        "not_stored_events": not_stored,
+        "duplicate_events": duplicates,
+        "lost_events": max(0, not_stored - duplicates),
+        "ready_after_s": round(first_ready - started, 2),
+        "seconds": round(seconds, 3),
+        "events_per_s": round(eps, 1),
+        "steady_events_per_s": round(measure.steady_rate(rows, all_ready), 1),
+        "put_events_requests": requests,
+        "ok_requests": ok_requests,
+        "throttled": throttled,
+        "rejected": rejected,
+        "events_per_call": round(int(stats.get("accepted_events", 0)) / ok_requests, 2) if ok_requests else None,
+        "ideal_events_per_call": spec.dataset.ideal_fill if spec.dataset and spec.kind == "worker" else None,
+        "cpu_s": {"workers": worker_cpu, "local_personalize": server_cpu, "broker": broker_cpu,
+                  "generator": generator_cpu},
+        "cpu_s_per_1000": round(sum(worker_cpu) * per_k, 4),
+        "server_cpu_s_per_1000": round(server_cpu * per_k, 4) if server_cpu is not None else None,
+        "rss_peak_mb": round(max((p.last.rss_peak_mb for p in procs if p.last), default=math.nan), 1),
+        "rss_peak_mb_each": [round(p.last.rss_peak_mb, 1) if p.last else None for p in procs],
+        "exit_codes": exit_codes,
+    }
+    waited, machine_cpu, harness_cpu, wall = load
+    ours = sum(worker_cpu) + (server_cpu or 0.0) + (broker_cpu or 0.0) + (generator_cpu or 0.0)
+    result["run_cpu_cores"] = round(ours / wall, 2) if wall > 0 else None  # every process of the run, in cores
+    # Whatever else the machine did meanwhile (another test suite, a build): non-zero means contaminated.
+    result["foreign_cpu_cores"] = round(max(0.0, machine_cpu - ours - harness_cpu) / wall, 2) if wall > 0 else None
+    result["waited_for_quiet_s"] = round(waited, 1)
+    if spec.rate is not None:
+        window = max(r[2] for r in rows) - min(r[2] for r in rows) if rows else math.nan
+        result.update({
+            "offered_events_per_s": round(spec.rate, 1),
+            "achieved_events_per_s": round(delivered / window, 1) if window and window > 0 else None,
+            "latency_ms": measure.latency_ms(rows),
+            "producer_lag_s": round(float(gen_report.get("elapsed_s", 0.0)) - spec.seconds, 3),
+        })
+    if spec.faults and spec.faults.get("throttle_rps"):
+        result["quota"] = {"rps": spec.faults["throttle_rps"],
+                           **measure.quota_use(rows, float(spec.faults["throttle_rps"]), first_ready)}
+    return result

@@ -1,0 +1,233 @@
+"""The benchmark plan: which runs make up each scenario, at which size for each mode.
+
+Scenarios (``--only`` takes these names, comma-separated):
+
+baseline           naive consumer, one synchronous boto3 put_events per event (small backlog: it is slow)
+worker_full        `clickstream-worker run`, defaults, draining a large realistic backlog; also "1 process"
+worker_botocore    the same with ``personalize.client: botocore`` (when the build has that option)
+worker_dense       the same backlog regrouped so each visitor's events are contiguous ("dense sessions")
+worker_patched     worker_full's backlog with the proposed optimisations of bench.patches applied (a variant)
+worker_long        SYNTHETIC: dense, with sessions 5x longer, so batches are nearly full (fill upper bound)
+latency_full       paced at 100 % of worker_full's measured rate: latency at full load
+latency_half       paced at 50 %: latency at half load; also with the consumer's fetch_max_wait_ms at 20 ms
+                   (kafka-python's default is 500 ms; the worker's config cannot set it yet: a labelled variant)
+quota              local Personalize throttling at 1,000 req/s, worker at its 1,000 req/s default
+scaling            2 worker processes in one group on worker_full's backlog (compared with worker_full)
+sweep_linger       linger_ms over LINGER (backlog: events/s, fill; full mode also paced latency at 50 %)
+sweep_concurrency  max_concurrency over CONCURRENCY (backlog)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.patches import PATCHES
+from bench.processes import client_option_supported
+from bench.runs import RunSpec, run
+from bench.stack import Dataset, Stack
+
+DEFAULT_LINGER_MS = 50.0
+DEFAULT_CONCURRENCY = 64
+QUOTA_RPS = 1000.0
+FALLBACK_FULL_RATE = 10_000.0
+FETCH_WAIT_VARIANT_MS = 20
+FOREIGN_LOAD_WARN = 0.1  # cores used by processes outside the run: above this a result is flagged
+
+
+@dataclass(frozen=True)
+class Sizes:
+    baseline: int
+    full: int
+    botocore: int
+    dense: int
+    paced_s: float
+    quota: int
+    sweep: int
+    linger: tuple[float, ...]
+    concurrency: tuple[int, ...]
+    sweep_latency: bool
+    repeats: int = 1  # headline runs (baseline, worker_full, scaling_2) are repeated; the median is quoted
+
+
+SIZES: dict[str, Sizes] = {
+    "tiny": Sizes(baseline=300, full=3_000, botocore=2_000, dense=3_000, paced_s=3.0, quota=3_000, sweep=2_000,
+                  linger=(0.0, 50.0), concurrency=(8, 64), sweep_latency=False),
+    "quick": Sizes(baseline=1_500, full=40_000, botocore=20_000, dense=30_000, paced_s=6.0, quota=20_000,
+                   sweep=15_000, linger=(0.0, 10.0, 50.0, 200.0), concurrency=(8, 32, 64, 128),
+                   sweep_latency=False),
+    "full": Sizes(baseline=3_000, full=200_000, botocore=100_000, dense=200_000, paced_s=30.0, quota=60_000,
+                  sweep=50_000, linger=(0.0, 10.0, 50.0, 200.0), concurrency=(8, 32, 64, 128),
+                  sweep_latency=True, repeats=3),
+}
+
+SCENARIOS = ("baseline", "worker_full", "worker_patched", "worker_botocore", "worker_dense", "worker_long",
+             "latency_full", "latency_half", "quota", "scaling", "sweep_linger", "sweep_concurrency")
+
+
+@dataclass
+class Context:
+    stack: Stack
+    sizes: Sizes
+    workdir: Path
+    results_dir: Path
+    done: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    quiet_timeout_s: float = 120.0
+    _data: dict[tuple[int, str], Dataset] = field(default_factory=dict)
+
+    def backlog(self, count: int, layout: str = "realistic") -> Dataset:
+        """Produce each (size, layout) once; every run on it drains the same seeded events."""
+        key = (count, layout)
+        if key not in self._data:
+            self._data[key] = self.stack.backlog(count, layout)
+        return self._data[key]
+
+    def run(self, spec: RunSpec) -> dict[str, Any]:
+        spec.quiet_timeout_s = self.quiet_timeout_s
+        result = run(self.stack, spec, self.workdir / spec.name)
+        print(f"  {spec.name}: {_brief(result)}", flush=True)
+        return result
+
+    def run_median(self, spec: RunSpec) -> dict[str, Any]:
+        """Run `repeats` times; return the run with the median events/s, carrying every repeat's figures."""
+        runs = [self.run(spec) for _ in range(self.sizes.repeats)]
+        if len(runs) == 1:
+            return runs[0]
+        key = "steady_events_per_s" if spec.processes > 1 else "events_per_s"
+        median = sorted(runs, key=lambda r: float(r[key]))[len(runs) // 2]
+        median["repeats"] = [{k: r[k] for k in ("events_per_s", "steady_events_per_s", "cpu_s_per_1000",
+                                                 "foreign_cpu_cores")} for r in runs]
+        return median
+
+    def full_rate(self) -> float:
+        """worker_full's events/s from this session, else from the last saved result."""
+        runs = self.done.get("worker_full")
+        if not runs:
+            saved = self.results_dir / "worker_full.json"
+            if saved.exists():
+                runs = json.loads(saved.read_text()).get("runs")
+        return float(runs[0]["events_per_s"]) if runs else FALLBACK_FULL_RATE
+
+
+def _brief(r: dict[str, Any]) -> str:
+    text = f"{r['events_per_s']:.0f} ev/s, {r['events_per_call']} ev/call, {r['cpu_s_per_1000']:.3f} cpu-s/1k"
+    if "latency_ms" in r:
+        lat = r["latency_ms"]
+        text += f", p50/p95/p99 {lat['p50']}/{lat['p95']}/{lat['p99']} ms (offered {r['offered_events_per_s']:.0f})"
+    if "quota" in r:
+        q = r["quota"]
+        text += (f", quota use {q['steady']:.1%} steady ({q['overall']:.1%} from ready), "
+                 f"throttled {r['throttled']}, lost {r['lost_events']}")
+    if (r.get("foreign_cpu_cores") or 0.0) > FOREIGN_LOAD_WARN:
+        text += f"  [other processes used {r['foreign_cpu_cores']} cores meanwhile]"
+    return text + ("" if r["complete"] else "  [INCOMPLETE]")
+
+
+# -- scenarios ---------------------------------------------------------------------------
+
+
+def baseline(ctx: Context) -> list[dict[str, Any]]:
+    data = ctx.backlog(ctx.sizes.baseline)
+    return [ctx.run_median(RunSpec("baseline", "naive baseline (sync boto3, 1 event/call)", kind="baseline",
+                                   dataset=data))]
+
+
+def worker_full(ctx: Context) -> list[dict[str, Any]]:
+    data = ctx.backlog(ctx.sizes.full)
+    return [ctx.run_median(RunSpec("worker_full", "worker, full load (backlog, defaults)", dataset=data))]
+
+
+def worker_patched(ctx: Context) -> list[dict[str, Any]]:
+    data = ctx.backlog(ctx.sizes.full)
+    return [ctx.run_median(RunSpec("worker_patched", "worker + proposed patches (variant: bench.patches)",
+                                   dataset=data, patches=PATCHES))]
+
+
+def worker_botocore(ctx: Context) -> list[dict[str, Any]]:
+    if not client_option_supported():
+        print("  worker_botocore: skipped (this build has no personalize.client option)")
+        return []
+    data = ctx.backlog(ctx.sizes.botocore)
+    return [ctx.run(RunSpec("worker_botocore", "worker, aiobotocore client (backlog)", dataset=data,
+                            client="botocore"))]
+
+
+def worker_dense(ctx: Context) -> list[dict[str, Any]]:
+    data = ctx.backlog(ctx.sizes.dense, "dense")
+    return [ctx.run(RunSpec("worker_dense", "worker, DENSE sessions (backlog, regrouped data)", dataset=data))]
+
+
+def worker_long(ctx: Context) -> list[dict[str, Any]]:
+    data = ctx.backlog(ctx.sizes.dense, "long")
+    return [ctx.run(RunSpec("worker_long", "worker, SYNTHETIC long sessions (near-full batches)", dataset=data))]
+
+
+def latency_full(ctx: Context) -> list[dict[str, Any]]:
+    rate = ctx.full_rate()
+    return [ctx.run(RunSpec("latency_full", "worker, paced at 100% of full-load rate", rate=rate,
+                            seconds=ctx.sizes.paced_s))]
+
+
+def latency_half(ctx: Context) -> list[dict[str, Any]]:
+    rate = ctx.full_rate() / 2
+    return [
+        ctx.run(RunSpec("latency_half", "worker, paced at 50% of full-load rate", rate=rate,
+                        seconds=ctx.sizes.paced_s)),
+        ctx.run(RunSpec("latency_half_fetch20", "worker + fetch_max_wait_ms 20 (variant), paced 50%", rate=rate,
+                        seconds=ctx.sizes.paced_s, consumer_overrides={"fetch_max_wait_ms": FETCH_WAIT_VARIANT_MS})),
+    ]
+
+
+def quota(ctx: Context) -> list[dict[str, Any]]:
+    data = ctx.backlog(ctx.sizes.quota)
+    spec = RunSpec("quota", "worker vs 1,000 req/s quota (throttling local Personalize)", dataset=data,
+                   delivery={"put_events_rps": QUOTA_RPS}, faults={"throttle_rps": QUOTA_RPS})
+    return [ctx.run(spec)]
+
+
+def scaling(ctx: Context) -> list[dict[str, Any]]:
+    data = ctx.backlog(ctx.sizes.full)
+    return [ctx.run_median(RunSpec("scaling_2", "worker x2 processes, one group (backlog)", dataset=data,
+                                   processes=2))]
+
+
+def sweep_linger(ctx: Context) -> list[dict[str, Any]]:
+    data = ctx.backlog(ctx.sizes.sweep)
+    out = []
+    for linger in ctx.sizes.linger:
+        delivery = {"linger_ms": linger, "max_concurrency": DEFAULT_CONCURRENCY}
+        out.append(ctx.run(RunSpec(f"linger_{linger:g}", f"linger {linger:g} ms (backlog)", dataset=data,
+                                   delivery=delivery)))
+        if ctx.sizes.sweep_latency:
+            out.append(ctx.run(RunSpec(f"linger_{linger:g}_paced", f"linger {linger:g} ms, paced 50%",
+                                       rate=ctx.full_rate() / 2, seconds=ctx.sizes.paced_s / 2,
+                                       delivery=delivery)))
+    return out
+
+
+def sweep_concurrency(ctx: Context) -> list[dict[str, Any]]:
+    data = ctx.backlog(ctx.sizes.sweep)
+    return [
+        ctx.run(RunSpec(f"concurrency_{c}", f"max_concurrency {c} (backlog)", dataset=data,
+                        delivery={"linger_ms": DEFAULT_LINGER_MS, "max_concurrency": c}))
+        for c in ctx.sizes.concurrency
+    ]
+
+
+RUNNERS: dict[str, Callable[[Context], list[dict[str, Any]]]] = {
+    "baseline": baseline,
+    "worker_full": worker_full,
+    "worker_patched": worker_patched,
+    "worker_botocore": worker_botocore,
+    "worker_dense": worker_dense,
+    "worker_long": worker_long,
+    "latency_full": latency_full,
+    "latency_half": latency_half,
+    "quota": quota,
+    "scaling": scaling,
+    "sweep_linger": sweep_linger,
+    "sweep_concurrency": sweep_concurrency,
+}
