@@ -134,8 +134,13 @@ class TokenBucket:
         return 0.0 if self._tokens >= 0 else -self._tokens / self._effective
 
     async def acquire(self) -> None:
-        """Wait for a token (fair: reservations are served in call order)."""
-        await asyncio.sleep(self.reserve())
+        """Wait for a token (fair: reservations are served in call order).
+
+        No wait, no yield: `asyncio.sleep(0)` per call costs a loop round trip for nothing.
+        """
+        delay = self.reserve()
+        if delay > 0:
+            await asyncio.sleep(delay)
 
     def on_throttled(self, now: float | None = None) -> None:
         """Multiplicative decrease (debounced, see the class doc), down to the floor.
