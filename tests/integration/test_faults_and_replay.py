@@ -11,24 +11,9 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_pipeline import Scenario
 from tests.integration.worker_support import Produced, WorkerProcess, free_port, read_topic, wait_for, write_config
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def scenario(tmp_path: Path, broker: Any, kafka_topic: Any, local_personalize: Any) -> Any:
-    created: list[Scenario] = []
-
-    def make(**kwargs: Any) -> Scenario:
-        s = Scenario(tmp_path, broker, kafka_topic, local_personalize, **kwargs)
-        created.append(s)
-        return s
-
-    yield make
-    for s in created:
-        s.stop_all()
 
 
 def test_unknown_tracking_id_is_a_configuration_fault_not_dead_letters(scenario: Any, tmp_path: Path) -> None:

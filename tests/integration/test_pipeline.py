@@ -10,133 +10,18 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
+from tests.integration.scenario import ITEMS_ARN, USERS_ARN
 from tests.integration.worker_support import (
     Produced,
-    WorkerProcess,
-    free_port,
-    make_events,
     produce,
-    read_topic,
     wait_for,
-    write_config,
 )
 
 pytestmark = pytest.mark.integration
-
-TRACKING_ID = "11111111-2222-3333-4444-555555555555"
-ITEMS_ARN = "arn:aws:personalize:us-east-1:123456789012:dataset/demo/ITEMS"
-USERS_ARN = "arn:aws:personalize:us-east-1:123456789012:dataset/demo/USERS"
-
-
-class Scenario:
-    """One topic, one local Personalize, N workers sharing a group."""
-
-    def __init__(self, tmp_path: Path, broker: Any, kafka_topic: Any, local_personalize: Any,
-                 *, partitions: int = 4, delivery: dict[str, Any] | None = None) -> None:
-        self.tmp = tmp_path
-        self.bootstrap = broker.bootstrap
-        self.topic = kafka_topic(partitions=partitions, prefix="clicks")
-        self.lp = local_personalize(trackers=[TRACKING_ID], datasets=[ITEMS_ARN, USERS_ARN])
-        self.group = f"g-{uuid.uuid4().hex[:8]}"
-        self.delivery = delivery
-        self.workers: list[WorkerProcess] = []
-        self.run_id = uuid.uuid4().hex[:8]
-
-    def worker(self, extra_topics: list[dict[str, Any]] | None = None) -> WorkerProcess:
-        n = len(self.workers)
-        config = write_config(
-            self.tmp / f"worker{n}.yaml", self.bootstrap, self.lp.endpoint_url,
-            [{"name": self.topic, "dataset_type": "interactions", "tracking_id": TRACKING_ID},
-             *(extra_topics or [])],
-            group_id=self.group, http_port=free_port(), delivery=self.delivery,
-        )
-        process = WorkerProcess(config, self.tmp / f"worker{n}.log")
-        self.workers.append(process)
-        return process
-
-    def produce(self, n: int, bad_fraction: float = 0.05, seed: int = 7) -> Produced:
-        records, produced = make_events(n, bad_fraction, seed, self.run_id)
-        produce(self.bootstrap, self.topic, records)
-        return produced
-
-    def stored_ids(self) -> list[str]:
-        return [e["eventId"] for e in self.lp.events(TRACKING_ID)]
-
-    def wait_delivered(self, produced: Produced, timeout_s: float = 120.0) -> None:
-        want = set(produced.good_ids)
-
-        def done() -> bool:
-            return want.issubset(self.stored_ids())
-
-        try:
-            wait_for(done, timeout_s, interval_s=0.5, message="good events delivered")
-        except AssertionError as exc:
-            missing = len(want - set(self.stored_ids()))
-            logs = "\n".join(w.logs()[-3000:] for w in self.workers)
-            raise AssertionError(f"{missing} of {len(want)} events missing; stats={self.lp.stats()}\n{logs}") from exc
-
-    def audit(self, produced: Produced, stages: tuple[str, ...] = ("mapping", "validation")) -> dict[str, Any]:
-        """Exactly-once by eventId in Personalize; every bad record in the DLQ with headers."""
-        ids = self.stored_ids()
-        counts = Counter(ids)
-        assert not [i for i, c in counts.items() if c > 1], "an eventId was stored twice"
-        assert set(ids) == set(produced.good_ids)
-        dlq = read_topic(self.bootstrap, f"{self.topic}.dlq", produced.bad_count, timeout_s=60)
-        # At-least-once: a DLQ record may appear twice after a crash, never zero times.
-        dlq_values = Counter(r.value for r in dlq)
-        for value, n in Counter(produced.bad_values).items():
-            assert dlq_values[value] >= n, f"bad record missing from DLQ: {value[:80]!r}"
-        for record in dlq:
-            headers = dict(record.headers)
-            assert headers["__connect.errors.topic"].decode() == self.topic
-            assert int(headers["__connect.errors.partition"]) >= 0
-            assert int(headers["__connect.errors.offset"]) >= 0
-            assert headers["__connect.errors.stage"].decode() in stages
-            assert headers["__connect.errors.exception.class.name"]
-            assert headers["__connect.errors.exception.message"]
-            assert headers["app"] == b"test", "original headers are kept"
-        return {"stored": len(ids), "dlq": len(dlq), "stats": self.lp.stats()}
-
-    def committed_everything(self) -> bool:
-        lagging = self.commit_lag()
-        assert not lagging, f"committed offsets behind the end: {lagging}"
-        return True
-
-    def commit_lag(self) -> dict[int, tuple[int, int]]:
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=self.group, enable_auto_commit=False)
-        try:
-            parts = [TopicPartition(self.topic, p) for p in consumer.partitions_for_topic(self.topic) or ()]
-            ends = consumer.end_offsets(parts)
-            committed = {tp: consumer.committed(tp) or 0 for tp in parts}
-        finally:
-            consumer.close()
-        return {tp.partition: (committed[tp], ends[tp]) for tp in parts if committed[tp] < ends[tp]}
-
-    def stop_all(self) -> None:
-        for worker in self.workers:
-            worker.kill()
-
-
-@pytest.fixture
-def scenario(tmp_path: Path, broker: Any, kafka_topic: Any, local_personalize: Any) -> Any:
-    created: list[Scenario] = []
-
-    def make(**kwargs: Any) -> Scenario:
-        s = Scenario(tmp_path, broker, kafka_topic, local_personalize, **kwargs)
-        created.append(s)
-        return s
-
-    yield make
-    for s in created:
-        s.stop_all()
-
 
 def test_mixed_events_exactly_once_and_bad_ones_dead_lettered(scenario: Any) -> None:
     s = scenario()

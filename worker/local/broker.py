@@ -20,7 +20,6 @@ import atexit
 import contextlib
 import os
 import re
-import signal
 import socket
 import subprocess
 import tempfile
@@ -31,6 +30,8 @@ from typing import IO, Any
 
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
+
+from worker.local.processes import stop_process
 
 INSTALL_HINT = "pip install 'clickstream-worker[embedded]'"
 _TAIL_LINES = 40
@@ -188,7 +189,7 @@ class EmbeddedBroker:
         proc, self._proc = self._proc, None
         _RUNNING.discard(self)
         if proc is not None:
-            _terminate(proc, timeout_s)
+            stop_process(proc, timeout_s)
         self._close_log()
 
     def __enter__(self) -> EmbeddedBroker:
@@ -280,19 +281,6 @@ def _probe_kafka(host: str, port: int, timeout_s: float, client_config: dict[str
         admin.list_topics()
     finally:
         admin.close()
-
-
-def _terminate(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5.0)
 
 
 @atexit.register
