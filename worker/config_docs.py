@@ -17,6 +17,7 @@ from worker.config import (
     TopicSettings,
     ValidationSettings,
 )
+from worker.schedule.settings_io import SchedulerSettings
 
 _SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("kafka", KafkaSettings, "Kafka connection and group. KAFKA_BOOTSTRAP_SERVERS overrides bootstrap_servers."),
@@ -24,6 +25,7 @@ _SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("delivery", DeliverySettings, "Batching, quotas, retries, backpressure."),
     ("validation", ValidationSettings, "Record validation window and size guard."),
     ("observability", ObservabilitySettings, "Logs, metrics and probes."),
+    ("scheduler", SchedulerSettings, "Retraining scheduler (per-solution policies under `solutions:`, see README)."),
 ]
 
 _TOPICS_EXAMPLE = """\
@@ -49,6 +51,24 @@ topics:
 """
 
 
+_SCHEDULER_EXAMPLE = """\
+# A managed solution (uncomment under scheduler: and set enabled: true):
+#  solutions:
+#    - solution_arn: arn:aws:personalize:us-east-1:123456789012:solution/shop-user-personalization
+#      campaigns:
+#        - arn: arn:aws:personalize:us-east-1:123456789012:campaign/shop-live
+#          min_provisioned_tps: 1
+#      full: {cron: "0 3 * * 0"}          # FULL retrain Sundays 03:00 (timezone: UTC)
+#      update: {interval_s: 7200}        # UPDATE (new items) every 2 h, User-Personalization only
+#      data_volume: {min_new_interactions: 500000, trigger: true}
+#      min_interval_s: 3600
+#      max_trainings_per_day: 2
+#      stop_training_after_s: 43200
+#      gate: {metric: normalized_discounted_cumulative_gain_at_10, max_relative_drop: 0.05,
+#             floors: {precision_at_10: 0.01}}
+"""
+
+
 def _render_value(value: Any) -> str:
     if isinstance(value, SecretStr):
         return '""'
@@ -56,6 +76,8 @@ def _render_value(value: Any) -> str:
         value = value.value
     if value is None:
         return "null"
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
     return json.dumps(value)
 
 
@@ -80,6 +102,7 @@ def example_config() -> str:
         parts.append(f"{section}:")
         parts.extend(_field_line(name, info) for name, info in model.model_fields.items())
         parts.append("")
+    parts.append(_SCHEDULER_EXAMPLE)
     return "\n".join(parts)
 
 

@@ -145,3 +145,13 @@ def test_readme_configuration_reference_is_current() -> None:
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     assert render_readme(readme) == readme, "README's configuration reference is stale: run `make docs`"
+
+
+def test_commented_scheduler_example_is_valid() -> None:
+    from worker.schedule.settings_io import SchedulerSettings
+
+    text = example_config()
+    block = text[text.index("#  solutions:"):]
+    uncommented = "\n".join(line[1:] for line in block.splitlines() if line.startswith("#"))
+    settings = SchedulerSettings.model_validate({"enabled": True, **yaml.safe_load(uncommented)})
+    assert settings.solutions[0].full is not None and settings.solutions[0].gate.max_relative_drop == 0.05
