@@ -127,3 +127,15 @@ def unused_tcp_port() -> int:
     from worker.local.processes import free_port
 
     return free_port()
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "host"),
+    [
+        ("https://personalize-events.us-east-1.amazonaws.com", "personalize-events.us-east-1.amazonaws.com"),
+        ("https://personalize-events.us-east-1.amazonaws.com:443/", "personalize-events.us-east-1.amazonaws.com"),
+        ("http://127.0.0.1:8765", "127.0.0.1:8765"),
+    ],
+)
+def test_signed_host_drops_only_the_default_port(endpoint: str, host: str) -> None:
+    assert _client(endpoint)._host == host

@@ -9,8 +9,9 @@ built the exact wire structures, so this client only does what the wire needs:
   config files, FIPS/dual-stack settings behave exactly as with boto3);
 - credentials from botocore's standard chain; refreshable credentials are re-read on every
   call (``get_frozen_credentials`` is cheap and refreshes when close to expiry);
-- a JSON body serialised once, signed with botocore's ``SigV4Auth`` (signing name
-  ``personalize``, the same as botocore uses for this service);
+- a JSON body serialised once, signed with SigV4 (`worker/ingest/sigv4.py`: botocore's
+  algorithm with the derived key cached per day; signing name ``personalize``, the same as
+  botocore uses for this service; tests re-derive every signature with botocore's signer);
 - errors parsed like botocore's rest-json parser (``x-amzn-ErrorType`` header first, then the
   body's ``code``/``__type``), raised as `LeanClientError` with a botocore-shaped ``response``,
   so the sender classifies them exactly as it classifies ``ClientError``.
@@ -19,14 +20,16 @@ Retries stay in the sender (it owns backoff, rate limiting and the delivery dead
 
 from __future__ import annotations
 
+import datetime
 import json
+import urllib.parse
 from typing import Any
 
 import aiohttp
 import botocore.session
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
 from botocore.exceptions import NoCredentialsError
+
+from worker.ingest.sigv4 import sign_post_json
 
 SIGNING_NAME = "personalize"
 USER_AGENT = "clickstream-worker/0.1 lean-client"
@@ -82,6 +85,13 @@ class LeanEventsClient:
         self.endpoint_url: str = resolver.meta.endpoint_url.rstrip("/")
         self.region: str = resolver.meta.region_name
         self._credentials = session.get_credentials()
+        parsed = urllib.parse.urlsplit(self.endpoint_url)
+        default_port = {"http": 80, "https": 443}.get(parsed.scheme)
+        # The Host header botocore signs: the port only when it is not the scheme's default.
+        hostname = parsed.hostname or ""
+        self._host = hostname if parsed.port in (None, default_port) else f"{hostname}:{parsed.port}"
+        self._origin = f"{parsed.scheme}://{parsed.netloc}"
+        self._base_path = parsed.path.rstrip("/")
         self._max_connections = max_connections
         self._timeout = aiohttp.ClientTimeout(sock_connect=connect_timeout_s, sock_read=read_timeout_s)
         self._http: aiohttp.ClientSession | None = None
@@ -99,22 +109,24 @@ class LeanEventsClient:
             await self._http.close()
             self._http = None
 
-    def _signed_headers(self, url: str, body: bytes) -> dict[str, str]:
+    def _signed_headers(self, path: str, body: bytes) -> dict[str, str]:
         if self._credentials is None:
             raise NoCredentialsError()
-        request = AWSRequest(
-            method="POST", url=url, data=body,
-            headers={"Content-Type": "application/json", "User-Agent": USER_AGENT},
+        frozen = self._credentials.get_frozen_credentials()  # refreshed by botocore when near expiry
+        signed = sign_post_json(
+            access_key=frozen.access_key, secret_key=frozen.secret_key, token=frozen.token,
+            region=self.region, service=SIGNING_NAME, host=self._host, path=path, body=body,
+            amz_date=datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ"),
         )
-        SigV4Auth(self._credentials.get_frozen_credentials(), SIGNING_NAME, self.region).add_auth(request)
-        return dict(request.headers.items())
+        return {"Content-Type": "application/json", "User-Agent": USER_AGENT, **signed}
 
     async def _call(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
         if self._http is None:
             raise RuntimeError("LeanEventsClient used outside `async with`")
-        url = self.endpoint_url + _PATHS[operation]
+        path = self._base_path + _PATHS[operation]
         body = json.dumps(request, separators=(",", ":"), allow_nan=False).encode()
-        async with self._http.post(url, data=body, headers=self._signed_headers(url, body)) as response:
+        headers = self._signed_headers(path, body)
+        async with self._http.post(self._origin + path, data=body, headers=headers) as response:
             payload = await response.read()
             if 200 <= response.status < 300:
                 return {"ResponseMetadata": {"HTTPStatusCode": response.status}}
