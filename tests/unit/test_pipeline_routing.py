@@ -13,7 +13,7 @@ from typing import Any
 
 from worker.config import DEFAULT_SCHEMA_DIR
 from worker.ingest.deadletter import RawRecord
-from worker.ingest.pipeline import Pipeline, TopicRoute
+from worker.ingest.pipeline import DECODE_SLICE, Pipeline, TopicRoute
 from worker.ingest.sender import Target
 from worker.mapping import EventDecoder, default_mapping
 from worker.observe.logging import configure_logging, redact_id
@@ -89,3 +89,44 @@ def test_a_bug_on_one_record_dead_letters_it_and_the_rest_continue() -> None:
     dlq, pipeline = _run(ExplodingDecoder(_decoder()), [_event("u1"), _event("u2"), _event("u3")])
     assert [(s.offset, r.stage, r.rule) for s, r in dlq.written] == [(1, Stage.MAPPING, "internal_error")]
     assert pipeline.pending_batches == 2
+
+
+class RecordingDecoder:
+    """Wraps the real decoder and records the order in which offsets are decoded."""
+
+    def __init__(self, real: EventDecoder) -> None:
+        self.real = real
+        self.order: list[tuple[int, int]] = []
+
+    def decode(self, value: bytes | None, source: SourceRef, now: float) -> Any:
+        self.order.append((source.partition, source.offset))
+        return self.real.decode(value, source, now)
+
+
+def _chunk(partition: int, count: int) -> list[RawRecord]:
+    return [RawRecord(SourceRef("clicks", partition, i), None, _event(f"u{partition}-{i}"), (), None)
+            for i in range(count)]
+
+
+def test_chunks_are_decoded_in_slices_and_in_kafka_order() -> None:
+    """A large chunk yields to the loop between slices; a chunk arriving meanwhile queues behind it."""
+    decoder = RecordingDecoder(_decoder())
+    first, second = _chunk(0, 3 * DECODE_SLICE + 5), _chunk(1, 7)
+
+    async def scenario() -> list[int]:
+        pipeline = Pipeline({"clicks": _route(decoder)}, sender=None, dead_letters=DeadLetters(),  # type: ignore[arg-type]
+                            metrics=Metrics(), complete=lambda _s: None, linger_s=60)
+        pipeline.submit(first)
+        seen = [len(decoder.order)]  # only the first slice ran synchronously
+        pipeline.submit(second)  # arrives while the first chunk is still being decoded
+        seen.append(len(decoder.order))
+        for _ in range(10):
+            await asyncio.sleep(0)
+        seen.append(len(decoder.order))
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert seen == [DECODE_SLICE, DECODE_SLICE, len(first) + len(second)]
+    expected = [(0, i) for i in range(len(first))] + [(1, i) for i in range(len(second))]
+    assert decoder.order == expected
+

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +57,10 @@ def origin_of(raw: RawRecord) -> SourceRef | None:
     return None
 
 
+#: Records decoded per event-loop turn (about 1 ms of work); see `Pipeline.submit`.
+DECODE_SLICE = 32
+
+
 class Pipeline:
     """Map -> validate -> group -> send, with dead letters for every rejection."""
 
@@ -87,6 +92,8 @@ class Pipeline:
         self._wall_clock = wall_clock
         self._batcher: Batcher[BatchKey, Interaction | CatalogUpdate] = Batcher(max_entries=10, linger_s=linger_s)
         self._raw: dict[SourceRef, RawRecord] = {}
+        self._pending: deque[RawRecord] = deque()
+        self._decode_scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._wakeup = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
@@ -100,10 +107,30 @@ class Pipeline:
     # -- intake ----------------------------------------------------------------------------------
 
     def submit(self, records: list[RawRecord]) -> None:
-        """Decode and route a polled chunk (on the loop thread)."""
+        """Queue a polled chunk (on the loop thread) and decode its first slice now.
+
+        Decoding goes `DECODE_SLICE` records per loop turn, in Kafka order: a whole chunk
+        (up to ``max_poll_records``) decoded in one callback blocks the loop for tens of
+        milliseconds, during which finished calls wait unanswered and the concurrency
+        window sits idle (measured: 22 ms average PutEvents latency, mostly this).
+        """
+        self._pending.extend(records)
+        if not self._decode_scheduled:
+            self._decode_slice()
+
+    def _decode_slice(self) -> None:
+        self._decode_scheduled = False
+        self._decode(DECODE_SLICE)
+        if self._pending:
+            self._decode_scheduled = True
+            asyncio.get_running_loop().call_soon(self._decode_slice)
+
+    def _decode(self, limit: int) -> None:
+        pending = self._pending
         now_wall = self._wall_clock()
         now = self._clock()
-        for raw in records:
+        for _ in range(min(limit, len(pending))):
+            raw = pending.popleft()
             route = self._routes[raw.source.topic]
             try:
                 self._route_one(route, raw, now_wall, now)
@@ -238,11 +265,15 @@ class Pipeline:
     async def drain(self, timeout_s: float) -> bool:
         """Send every open batch now and wait for in-flight deliveries; True if all finished."""
         self._draining = True
-        self._flush_all()
         deadline = self._clock() + timeout_s
-        while self._tasks and self._clock() < deadline:
+        while True:
+            # Records already polled (even a chunk that arrives now) are part of what drains.
+            self._decode(len(self._pending))
+            self._flush_all()
+            if not self._tasks or self._clock() >= deadline:
+                break
             await asyncio.wait(set(self._tasks), timeout=max(0.0, deadline - self._clock()))
-        return not self._tasks
+        return not self._tasks and not self._pending
 
     async def close(self) -> None:
         if self._flusher is not None:
