@@ -83,6 +83,10 @@ class ConsumerThread(threading.Thread):
         self._paused_topics: set[str] = set()
         self._backpressured = False
         self._assignment: set[TP] = set()
+        # Where revoked partitions still had unfinished records, and the seeks owed when a
+        # partition comes straight back (see `_on_assigned`); both under `_lock`.
+        self._rewind: dict[TP, int] = {}
+        self._seeks: dict[TP, int] = {}
         self._last_commit = 0.0
         self._last_lag = 0.0
         self.fatal_error: BaseException | None = None
@@ -230,14 +234,20 @@ class ConsumerThread(threading.Thread):
 
     def _poll(self, draining: bool) -> None:
         polled = self._consumer.poll(timeout_ms=50 if draining else 100)
+        with self._lock:
+            seeks, self._seeks = self._seeks, {}
+        for (topic, partition), offset in seeks.items():
+            log.info("rewinding a partition kept across the rebalance to its first unfinished record",
+                     topic=topic, partition=partition, offset=offset)
+            self._consumer.seek(TopicPartition(topic, partition), offset)
         if not polled:
             return
         raws: list[RawRecord] = []
         with self._lock:
             for tp, records in polled.items():
                 key = (tp.topic, tp.partition)
-                if key not in self._assignment:
-                    continue
+                if key not in self._assignment or key in seeks:
+                    continue  # not ours any more, or fetched past the rewind: fetched again from there
                 for r in records:
                     raw = RawRecord(
                         source=SourceRef(tp.topic, tp.partition, r.offset),
@@ -287,6 +297,10 @@ class ConsumerThread(threading.Thread):
     def _on_revoked(self, revoked: list[TopicPartition]) -> None:
         keys = [(tp.topic, tp.partition) for tp in revoked]
         with self._lock:
+            self._rewind = {
+                key: position for key in keys
+                if self._tracker.inflight_count(key) and (position := self._tracker.position(key)) is not None
+            }
             positions = self._tracker.revoke(keys)
             self._assignment.difference_update(keys)
         for topic, partition in keys:
@@ -303,7 +317,19 @@ class ConsumerThread(threading.Thread):
         log.info("partitions revoked", partitions=sorted(f"{t}-{p}" for t, p in keys))
 
     def _on_assigned(self, assigned: list[TopicPartition]) -> None:
+        """Record the assignment; rewind partitions that came straight back with unfinished records.
+
+        kafka-python keeps the fetch position of a partition that stays assigned across a
+        rebalance, but its unfinished records were forgotten at revocation (their completions
+        no longer count). Left alone, the partition's commits would resume past them while
+        they might still fail or be lost with the process. Seeking back to the first
+        unfinished offset redelivers them instead (deterministic event IDs make that harmless).
+        The seek happens on this consumer's thread, after the poll that ran this callback.
+        """
         with self._lock:
+            back = {(tp.topic, tp.partition) for tp in assigned} & set(self._rewind)
+            self._seeks.update({key: self._rewind[key] for key in back})
+            self._rewind = {}
             self._assignment.update((tp.topic, tp.partition) for tp in assigned)
         self._metrics.partitions_assigned.set(len(self._assignment))
         log.info("partitions assigned", partitions=sorted(f"{tp.topic}-{tp.partition}" for tp in assigned))
