@@ -48,6 +48,11 @@ def targets(done: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
     two = _first(done, "scaling")
     if two and full and full["steady_events_per_s"]:
         check("scaling_2_over_1", two["steady_events_per_s"] / full["steady_events_per_s"], TARGET_SCALING)
+    net = {r["name"]: r for r in done.get("scaling") or []}
+    if "scaling_net_1" in net and "scaling_net_2" in net and net["scaling_net_1"]["steady_events_per_s"]:
+        check("scaling_2_over_1_network_bound",
+              net["scaling_net_2"]["steady_events_per_s"] / net["scaling_net_1"]["steady_events_per_s"],
+              TARGET_SCALING)
     return out
 
 

@@ -12,7 +12,8 @@ latency_full       paced at 100 % of worker_full's measured rate: latency at ful
 latency_half       paced at 50 %: latency at half load; also with the consumer's fetch_max_wait_ms at 20 ms
                    (kafka-python's default is 500 ms; the worker's config cannot set it yet: a labelled variant)
 quota              local Personalize throttling at 1,000 req/s, worker at its 1,000 req/s default
-scaling            2 worker processes in one group on worker_full's backlog (compared with worker_full)
+scaling            2 worker processes in one group on worker_full's backlog (compared with worker_full),
+                   and 1 vs 2 processes network-bound (20 ms emulated AWS round trip, concurrency 8)
 sweep_linger       linger_ms over LINGER (backlog: events/s, fill; full mode also paced latency at 50 %)
 sweep_concurrency  max_concurrency over CONCURRENCY (backlog)
 """
@@ -33,6 +34,8 @@ from bench.stack import Dataset, Stack
 DEFAULT_LINGER_MS = 50.0
 DEFAULT_CONCURRENCY = 64
 QUOTA_RPS = 1000.0
+NET_LATENCY_MS = 20.0  # emulated round trip to AWS in the network-bound scaling runs
+NET_CONCURRENCY = 8
 FALLBACK_FULL_RATE = 10_000.0
 FETCH_WAIT_VARIANT_MS = 20
 FOREIGN_LOAD_WARN = 0.1  # cores used by processes outside the run: above this a result is flagged
@@ -189,9 +192,28 @@ def quota(ctx: Context) -> list[dict[str, Any]]:
 
 
 def scaling(ctx: Context) -> list[dict[str, Any]]:
+    """Two processes in one group, CPU-bound (as worker_full) and network-bound.
+
+    CPU-bound, one process already takes about a core and the local Personalize most of
+    the other, so a second process has no core to run on: that ratio measures the machine.
+    Network-bound is how a worker meets real AWS (tens of ms per call): each call waits
+    `NET_LATENCY_MS` in the local Personalize (asyncio.sleep, no CPU) and each process
+    keeps `NET_CONCURRENCY` calls in flight, so one process is limited by its own window
+    and a second one adds its own if nothing is shared (partitions split by the group,
+    no global lock, no single hot connection).
+    """
     data = ctx.backlog(ctx.sizes.full)
-    return [ctx.run_median(RunSpec("scaling_2", "worker x2 processes, one group (backlog)", dataset=data,
-                                   processes=2))]
+    out = [ctx.run_median(RunSpec("scaling_2", "worker x2 processes, one group (backlog)", dataset=data,
+                                  processes=2))]
+    net_data = ctx.backlog(ctx.sizes.sweep)
+    delivery = {"max_concurrency": NET_CONCURRENCY}
+    faults = {"latency_ms": NET_LATENCY_MS}
+    for processes in (1, 2):
+        out.append(ctx.run(RunSpec(
+            f"scaling_net_{processes}",
+            f"worker x{processes}, network-bound ({NET_LATENCY_MS:g} ms per call, concurrency {NET_CONCURRENCY})",
+            dataset=net_data, processes=processes, delivery=delivery, faults=faults)))
+    return out
 
 
 def sweep_linger(ctx: Context) -> list[dict[str, Any]]:
