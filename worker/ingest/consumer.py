@@ -161,6 +161,7 @@ class ConsumerThread(threading.Thread):
             "max_poll_interval_ms": self._settings.max_poll_interval_ms,
             "max_poll_records": self._settings.max_poll_records,
             "fetch_max_wait_ms": self._settings.fetch_max_wait_ms,
+            "fetch_min_bytes": self._settings.fetch_min_bytes,
             **self._overrides,
         }
         delay = 1.0
