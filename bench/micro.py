@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
+
 from bench.baseline import interactions_decoder
 from bench.processes import aws_env
 from bench.sigv4 import sign_post_json
@@ -132,6 +134,31 @@ async def _aiohttp_posts(endpoint: str, bodies: list[bytes], concurrency: int) -
         return (time.process_time() - began) / len(bodies) * 1e6
 
 
+async def _pool_posts(endpoint: str, bodies: list[bytes], concurrency: int) -> float:
+    """The same through the lean client's `worker.ingest.http1.Http1Pool` (µs per call)."""
+    from worker.ingest.http1 import Http1Pool  # noqa: PLC0415
+
+    parts = urlsplit(endpoint)
+    pool = Http1Pool(host=parts.hostname or "127.0.0.1", port=parts.port or 80, ssl_context=None,
+                     max_connections=concurrency, connect_timeout_s=5.0, response_timeout_s=30.0)
+    fields = ("Content-Type: application/json\r\nAuthorization: AWS4-HMAC-SHA256 Credential=x\r\n"
+              "X-Amz-Date: 20260601T120000Z\r\n")
+
+    async def post(body: bytes) -> None:
+        head = f"POST /events HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Length: {len(body)}\r\n{fields}\r\n"
+        response = await pool.send(head.encode("latin-1") + body)
+        if response.status != 200:
+            raise RuntimeError(f"local Personalize answered {response.status}")
+
+    try:
+        await asyncio.gather(*(post(b) for b in bodies[:50]))
+        began = time.process_time()
+        await asyncio.gather(*(post(b) for b in bodies))
+        return (time.process_time() - began) / len(bodies) * 1e6
+    finally:
+        await pool.close()
+
+
 async def _aiobotocore_calls(endpoint: str, requests: list[dict[str, Any]], concurrency: int) -> float:
     from aiobotocore.config import AioConfig  # noqa: PLC0415
     from aiobotocore.session import get_session  # noqa: PLC0415
@@ -194,10 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     fill = len(decoded) / len(batches)
     target = Target("t", DatasetType.INTERACTIONS, "scope", tracking_id=TRACKING_ID)
     requests = [build_request(target, b) for b in batches]
-    bodies = [json.dumps(r, separators=(",", ":")).encode() for r in requests]
-    us["build request + json.dumps / call"] = per_call_us(
-        lambda i: json.dumps(build_request(target, batches[i % len(batches)]), separators=(",", ":")).encode(),
-        len(batches))
+    bodies = [orjson.dumps(r) for r in requests]
+    us["build request + orjson.dumps / call"] = per_call_us(
+        lambda i: orjson.dumps(build_request(target, batches[i % len(batches)])), len(batches))
 
     with Stack(workdir) as stack:
         server = stack.personalize("micro")
@@ -225,10 +251,12 @@ def main(argv: list[str] | None = None) -> int:
                            body=bodies[i % len(bodies)], amz_date=amz_date)
 
         signer_ok = _check_reference_signer(endpoint, bodies[0])
-        us["SigV4 via botocore AWSRequest + SigV4Auth / call (lean client today)"] = per_call_us(botocore_sign, 5000)
+        us["SigV4 via botocore AWSRequest + SigV4Auth / call (lean client before)"] = per_call_us(botocore_sign, 5000)
         us["SigV4 reference signer, cached key / call (bench.sigv4)"] = per_call_us(reference_sign, 5000)
         us["aiohttp POST, client side / call (concurrency 64)"] = asyncio.run(
             _aiohttp_posts(endpoint, bodies[:4000], 64))
+        us["http1 pool POST (lean client), client side / call (concurrency 64)"] = asyncio.run(
+            _pool_posts(endpoint, bodies[:4000], 64))
         one = [{**r, "eventList": r["eventList"][:1]} for r in requests[:2000]]
         for validation in (True, False):
             client = _botocore_client(endpoint, validation=validation)
@@ -254,12 +282,15 @@ def _model(us: dict[str, float], fill: float) -> dict[str, Any]:
     """Events/s one core could reach from the parts alone (no event-loop or batching overhead)."""
     kafka = us.get("kafka-python fetch + parse / record", 0.0)
     per_event = kafka + us["decode (map + validate) / event"]
-    build = us["build request + json.dumps / call"]
-    http = us["aiohttp POST, client side / call (concurrency 64)"]
-    sign_now = us["SigV4 via botocore AWSRequest + SigV4Auth / call (lean client today)"]
+    build = us["build request + orjson.dumps / call"]
+    aiohttp = us["aiohttp POST, client side / call (concurrency 64)"]
+    pool = us["http1 pool POST (lean client), client side / call (concurrency 64)"]
+    sign_old = us["SigV4 via botocore AWSRequest + SigV4Auth / call (lean client before)"]
     sign_ref = us["SigV4 reference signer, cached key / call (bench.sigv4)"]
     out: dict[str, Any] = {"per_event_us (kafka + decode)": round(per_event, 1)}
-    for label, sign in (("lean today", sign_now), ("lean + cached-key signer", sign_ref)):
+    variants = (("aiohttp + botocore signer", sign_old, aiohttp), ("aiohttp + cached-key signer", sign_ref, aiohttp),
+                ("http1 pool + cached-key signer (lean client now)", sign_ref, pool))
+    for label, sign, http in variants:
         per_call = build + sign + http
         for f in (fill, 10.0):
             cost = per_event + per_call / f

@@ -115,17 +115,15 @@ class Measured:
 class WorkerProc(Measured):
     """`clickstream-worker run --config FILE` (as `python -m worker.cli`, the same entry point).
 
-    With `consumer_overrides` or `patches`, `bench.worker_variant` runs it instead: the same
-    worker with kafka-python settings its configuration does not expose, or with the proposed
-    optimisations of `bench.patches` (labelled runs only).
+    With `consumer_overrides`, `bench.worker_variant` runs it instead: the same worker with
+    KafkaConsumer settings overridden (labelled runs only).
     """
 
-    def __init__(self, config: Path, log_path: Path, consumer_overrides: dict[str, Any] | None = None,
-                 patches: tuple[str, ...] = ()) -> None:
+    def __init__(self, config: Path, log_path: Path, consumer_overrides: dict[str, Any] | None = None) -> None:
         command = [sys.executable, "-m", "worker.cli", "run", "--config", str(config)]
-        if consumer_overrides or patches:
+        if consumer_overrides:
             command = [sys.executable, "-m", "bench.worker_variant", "--config", str(config),
-                       "--consumer", json.dumps(consumer_overrides or {}), "--patch", ",".join(patches)]
+                       "--consumer", json.dumps(consumer_overrides)]
         super().__init__(command, log_path)
         self.port = int(yaml.safe_load(config.read_text())["observability"]["http_port"])
 

@@ -6,11 +6,9 @@ baseline           naive consumer, one synchronous boto3 put_events per event (s
 worker_full        `clickstream-worker run`, defaults, draining a large realistic backlog; also "1 process"
 worker_botocore    the same with ``personalize.client: botocore`` (when the build has that option)
 worker_dense       the same backlog regrouped so each visitor's events are contiguous ("dense sessions")
-worker_patched     worker_full's backlog with the proposed optimisations of bench.patches applied (a variant)
 worker_long        SYNTHETIC: dense, with sessions 5x longer, so batches are nearly full (fill upper bound)
 latency_full       paced at 100 % of worker_full's measured rate: latency at full load
-latency_half       paced at 50 %: latency at half load; also with the consumer's fetch_max_wait_ms at 20 ms
-                   (kafka-python's default is 500 ms; the worker's config cannot set it yet: a labelled variant)
+latency_half       paced at 50 %: latency at half load; also with fetch_min_bytes 1 (the worker's default is 64 KiB)
 quota              local Personalize throttling at 1,000 req/s, worker at its 1,000 req/s default
 scaling            2 worker processes in one group on worker_full's backlog (compared with worker_full),
                    and 1 vs 2 processes network-bound (20 ms emulated AWS round trip, concurrency 8)
@@ -26,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.patches import PATCHES
 from bench.processes import client_option_supported
 from bench.runs import RunSpec, run
 from bench.stack import Dataset, Stack
@@ -37,7 +34,6 @@ QUOTA_RPS = 1000.0
 NET_LATENCY_MS = 20.0  # emulated round trip to AWS in the network-bound scaling runs
 NET_CONCURRENCY = 8
 FALLBACK_FULL_RATE = 10_000.0
-FETCH_WAIT_VARIANT_MS = 20
 FOREIGN_LOAD_WARN = 0.1  # cores used by processes outside the run: above this a result is flagged
 
 
@@ -67,7 +63,7 @@ SIZES: dict[str, Sizes] = {
                   sweep_latency=True, repeats=3),
 }
 
-SCENARIOS = ("baseline", "worker_full", "worker_patched", "worker_botocore", "worker_dense", "worker_long",
+SCENARIOS = ("baseline", "worker_full", "worker_botocore", "worker_dense", "worker_long",
              "latency_full", "latency_half", "quota", "scaling", "sweep_linger", "sweep_concurrency")
 
 
@@ -143,12 +139,6 @@ def worker_full(ctx: Context) -> list[dict[str, Any]]:
     return [ctx.run_median(RunSpec("worker_full", "worker, full load (backlog, defaults)", dataset=data))]
 
 
-def worker_patched(ctx: Context) -> list[dict[str, Any]]:
-    data = ctx.backlog(ctx.sizes.full)
-    return [ctx.run_median(RunSpec("worker_patched", "worker + proposed patches (variant: bench.patches)",
-                                   dataset=data, patches=PATCHES))]
-
-
 def worker_botocore(ctx: Context) -> list[dict[str, Any]]:
     if not client_option_supported():
         print("  worker_botocore: skipped (this build has no personalize.client option)")
@@ -179,8 +169,8 @@ def latency_half(ctx: Context) -> list[dict[str, Any]]:
     return [
         ctx.run(RunSpec("latency_half", "worker, paced at 50% of full-load rate", rate=rate,
                         seconds=ctx.sizes.paced_s)),
-        ctx.run(RunSpec("latency_half_fetch20", "worker + fetch_max_wait_ms 20 (variant), paced 50%", rate=rate,
-                        seconds=ctx.sizes.paced_s, consumer_overrides={"fetch_max_wait_ms": FETCH_WAIT_VARIANT_MS})),
+        ctx.run(RunSpec("latency_half_minbytes1", "worker + fetch_min_bytes 1 (kafka-python's default), paced 50%",
+                        rate=rate, seconds=ctx.sizes.paced_s, consumer_overrides={"fetch_min_bytes": 1})),
     ]
 
 
@@ -242,7 +232,6 @@ def sweep_concurrency(ctx: Context) -> list[dict[str, Any]]:
 RUNNERS: dict[str, Callable[[Context], list[dict[str, Any]]]] = {
     "baseline": baseline,
     "worker_full": worker_full,
-    "worker_patched": worker_patched,
     "worker_botocore": worker_botocore,
     "worker_dense": worker_dense,
     "worker_long": worker_long,
