@@ -18,6 +18,8 @@ from typing import Any
 import yaml
 from kafka import KafkaConsumer, KafkaProducer
 
+from worker.local.processes import free_port  # noqa: F401 - re-exported for the fault tests
+
 TANSU_CONSUMER = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000, "max_poll_interval_ms": 10000}
 NOW = time.time()
 
@@ -119,14 +121,6 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float = 60.
     finally:
         consumer.close()
     return records
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_config(path: Path, bootstrap: str, endpoint_url: str, topics: list[dict[str, Any]],

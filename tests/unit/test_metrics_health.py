@@ -15,6 +15,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from worker.config import ConfigError
 from worker.observe.health import HealthServer, LoopHeartbeat
 from worker.observe.metrics import CONTENT_TYPE, Metrics
 
@@ -165,6 +166,12 @@ def server(probes: Probes) -> Iterator[HealthServer]:
 def test_port_zero_binds_a_real_free_port(server: HealthServer) -> None:
     assert server.port > 0
     assert server.url == f"http://127.0.0.1:{server.port}"
+
+
+def test_a_port_in_use_is_a_config_error_naming_the_setting(server: HealthServer, probes: Probes) -> None:
+    second = HealthServer("127.0.0.1", server.port, Metrics(), readiness=probes.readiness, liveness=probes.liveness)
+    with pytest.raises(ConfigError, match=r"observability\.http_port: cannot listen on 127\.0\.0\.1:\d+"):
+        second.start()
 
 
 def test_metrics_endpoint_serves_prometheus_text(server: HealthServer) -> None:

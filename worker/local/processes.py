@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -15,10 +16,36 @@ from typing import Any
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port on `host` that was free a moment ago."""
+    """A TCP port on `host` that was free a moment ago, below the kernel's ephemeral range.
+
+    Binding port 0 would hand out an ephemeral port, which any outgoing connection may take
+    as its source port before the process we pass the number to binds it (seen in the
+    benchmarks: a worker's health server losing its port to a loopback connection). Ports
+    below the range are only ever taken by explicit binds.
+    """
+    low = _ephemeral_low()
+    if low > _MIN_PICK + 1000:
+        for _ in range(100):
+            port = random.randint(_MIN_PICK, low - 1)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                try:
+                    sock.bind((host, port))
+                except OSError:
+                    continue
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+_MIN_PICK = 10_000
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0  # unknown (not Linux): fall back to port 0
 
 
 def stop_process(proc: subprocess.Popen[Any], timeout_s: float = 10.0) -> None:

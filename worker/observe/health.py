@@ -90,7 +90,15 @@ class HealthServer:
     def start(self) -> None:
         if self._server is not None:
             return
-        server = ThreadingHTTPServer((self._host, self._requested_port), _make_handler(self))
+        try:
+            server = ThreadingHTTPServer((self._host, self._requested_port), _make_handler(self))
+        except OSError as exc:
+            from worker.config import ConfigError  # noqa: PLC0415 - config imports observe modules
+
+            raise ConfigError(
+                f"observability.http_port: cannot listen on {self._host}:{self._requested_port} ({exc.strerror}); "
+                "choose a free port (WORKER_OBSERVABILITY__HTTP_PORT) or 0 for any"
+            ) from None
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(
