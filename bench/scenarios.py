@@ -8,7 +8,7 @@ worker_botocore    the same with ``personalize.client: botocore`` (when the buil
 worker_dense       the same backlog regrouped so each visitor's events are contiguous ("dense sessions")
 worker_long        SYNTHETIC: dense, with sessions 5x longer, so batches are nearly full (fill upper bound)
 latency_full       paced at 100 % of worker_full's measured rate: latency at full load
-latency_half       paced at 50 %: latency at half load; also with fetch_min_bytes 1 (the worker's default is 64 KiB)
+latency_half       paced at 50 %: latency at half load; also with fetch_min_bytes 64 KiB (default 1)
 quota              local Personalize throttling at 1,000 req/s, worker at its 1,000 req/s default
 scaling            2 worker processes in one group on worker_full's backlog (compared with worker_full),
                    and 1 vs 2 processes network-bound (20 ms emulated AWS round trip, concurrency 8)
@@ -169,8 +169,8 @@ def latency_half(ctx: Context) -> list[dict[str, Any]]:
     return [
         ctx.run(RunSpec("latency_half", "worker, paced at 50% of full-load rate", rate=rate,
                         seconds=ctx.sizes.paced_s)),
-        ctx.run(RunSpec("latency_half_minbytes1", "worker + fetch_min_bytes 1 (kafka-python's default), paced 50%",
-                        rate=rate, seconds=ctx.sizes.paced_s, consumer_overrides={"fetch_min_bytes": 1})),
+        ctx.run(RunSpec("latency_half_minbytes64k", "worker + fetch_min_bytes 64 KiB (variant), paced 50%",
+                        rate=rate, seconds=ctx.sizes.paced_s, consumer_overrides={"fetch_min_bytes": 65_536})),
     ]
 
 
