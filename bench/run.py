@@ -3,7 +3,7 @@
 Starts one embedded broker, produces seeded data before any timing, runs each scenario
 against a fresh local Personalize (no quota unless the scenario sets one), and writes
 ``bench/results/<scenario>.json``, ``summary.json`` and ``chart.png``; then prints a
-Markdown table. Modes: full (~15 min), ``--quick`` (~3 min), ``--tiny`` (seconds; the
+Markdown table. Modes: full (~10 min), ``--quick`` (~3 min), ``--tiny`` (seconds; the
 smoke test). See bench/README.md for what each number means.
 """
 
