@@ -186,6 +186,7 @@ def _result(
     delivered = len(rows)
     not_stored = measure.lost(expected_ids, rows)
     duplicates = int(stats.get("duplicate_events", 0))
+    same_content = int(stats.get("same_content_events", duplicates))
     throttled = int(stats.get("throttled", 0))
     rejected = sum(int(v) for v in stats.get("rejected", {}).values())
     requests = int(stats.get("requests", {}).get("PutEvents", 0))
@@ -211,10 +212,11 @@ def _result(
         # Not stored: expected IDs absent from the store. The local Personalize also drops exact
         # duplicates (same user, item, type, value, sentAt, properties): at paced rates above
         # 1,000/s two anonymous views of one item can share a millisecond. Those are counted in
-        # duplicate_events; "lost" is what neither explains.
+        # same_content_events (part of duplicate_events); "lost" is what they do not explain.
         "not_stored_events": not_stored,
         "duplicate_events": duplicates,
-        "lost_events": max(0, not_stored - duplicates),
+        "same_content_events": same_content,
+        "lost_events": max(0, not_stored - same_content),
         "ready_after_s": round(first_ready - started, 2),
         "seconds": round(seconds, 3),
         "events_per_s": round(eps, 1),

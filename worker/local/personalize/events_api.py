@@ -105,6 +105,7 @@ class EventsApi:
         result = self._store.insert_events(tracking_id, rows, self._clock())
         self._stats.accepted_events += len(rows)
         self._stats.duplicate_events += result.duplicates
+        self._stats.same_content_events += result.same_content
 
     def put_items(self, body: Any) -> None:
         records = self._catalog_records("PutItems", body, "items", "itemId")

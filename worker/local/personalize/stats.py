@@ -16,10 +16,13 @@ from typing import Any
 class Stats:
     """`accepted_events` counts every event of an accepted PutEvents request;
     `duplicate_events` is the part of those that was not stored (eventId seen before
-    or an exact duplicate). `rejected` is keyed ``"<ErrorCode>/<rule>"``."""
+    or an exact duplicate); `same_content_events` is the part of those with a new eventId
+    (the exact-duplicate rule), so an audit by eventId can tell them from losses.
+    `rejected` is keyed ``"<ErrorCode>/<rule>"``."""
 
     accepted_events: int = 0
     duplicate_events: int = 0
+    same_content_events: int = 0
     items: int = 0
     users: int = 0
     requests: Counter[str] = field(default_factory=Counter)
@@ -32,6 +35,7 @@ class Stats:
         return {
             "accepted_events": self.accepted_events,
             "duplicate_events": self.duplicate_events,
+            "same_content_events": self.same_content_events,
             "rejected": dict(self.rejected),
             "throttled": throttled,
             "injected_errors": injected_errors,

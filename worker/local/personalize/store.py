@@ -137,8 +137,12 @@ class EventRow:
 
 @dataclass(frozen=True, slots=True)
 class InsertResult:
+    """`duplicates` were not stored; `same_content` of them had a new eventId but repeated a
+    stored event in every other member (the exact-duplicate rule), the rest repeated an eventId."""
+
     stored: int
     duplicates: int
+    same_content: int = 0
 
 
 def content_key(row: EventRow) -> bytes:
@@ -266,9 +270,13 @@ class Store:
         new_keys: set[bytes] = set()
         params = []
         stored: list[EventRow] = []
+        same_content = 0
         for r in rows:
             key = content_key(r)
-            if r.event_id in seen.event_ids or r.event_id in new_ids or key in seen.contents or key in new_keys:
+            if r.event_id in seen.event_ids or r.event_id in new_ids:
+                continue
+            if key in seen.contents or key in new_keys:
+                same_content += 1  # a distinct eventId, but identical in every other member
                 continue
             new_ids.add(r.event_id)
             new_keys.add(key)
@@ -298,7 +306,7 @@ class Store:
             seen.contents |= new_keys
             for listener in self._listeners:
                 listener(tracking_id, stored)
-        return InsertResult(stored=len(params), duplicates=len(rows) - len(params))
+        return InsertResult(stored=len(params), duplicates=len(rows) - len(params), same_content=same_content)
 
     def _seen_for(self, tracking_id: str) -> _SeenKeys:
         seen = self._seen.get(tracking_id)
