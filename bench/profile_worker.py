@@ -58,11 +58,12 @@ INCLUSIVE: dict[str, tuple[str, str]] = {
     "json.loads (event values)": ("json/__init__.py", "loads"),
     "worker decode (map + validate)": ("worker/mapping.py", "decode"),
     "worker validation": ("worker/validation.py", "validate"),
-    "pipeline.submit (decode + batch)": ("worker/ingest/pipeline.py", "submit"),
+    "pipeline._decode (decode + batch)": ("worker/ingest/pipeline.py", "_decode"),
     "sender.deliver": ("worker/ingest/sender.py", "deliver"),
     "kafka record parsing": ("kafka/record/default_records.py", "_read_msg"),
     "consumer completions": ("worker/ingest/consumer.py", "_apply_completions"),
     "aiohttp client request": ("aiohttp/client.py", "_request"),
+    "HTTP pool send (lean client)": ("worker/ingest/http1.py", "send"),
     "prometheus metrics": ("prometheus_client/metrics.py", "observe"),
 }
 
