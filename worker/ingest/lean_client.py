@@ -139,7 +139,7 @@ class LeanEventsClient:
     def _request_bytes(self, path: str, body: bytes) -> bytes:
         """The request head (Host, Content-Length, signed headers) followed by the body."""
         fields = "".join(f"{name}: {value}\r\n" for name, value in self._signed_headers(path, body).items())
-        if "\n" in fields.replace("\r\n", ""):  # a value with a line break would inject headers
+        if any(c in fields.replace("\r\n", "") for c in "\r\n"):  # a line break would inject headers
             raise ValueError("a request header value contains a line break (check the session token)")
         head = f"POST {path} HTTP/1.1\r\nHost: {self._host}\r\nContent-Length: {len(body)}\r\n{fields}\r\n"
         return head.encode("latin-1") + body

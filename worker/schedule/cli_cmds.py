@@ -62,6 +62,21 @@ def _load(args: argparse.Namespace) -> tuple[WorkerSettings, SchedulerSettings] 
         return None
 
 
+def _load_for_solution(
+    args: argparse.Namespace, err: TextIO
+) -> tuple[WorkerSettings, SchedulerSettings, str | None] | None:
+    """Settings plus the ``--solution`` ARN (None: all); None after printing a config error."""
+    loaded = _load(args)
+    if loaded is None:
+        return None
+    settings, scheduler = loaded
+    try:
+        return settings, scheduler, _only(scheduler, args.solution)
+    except ConfigError as exc:
+        print(f"clickstream-worker: {exc}", file=err)
+        return None
+
+
 def _interaction_topics(settings: WorkerSettings, scheduler: SchedulerSettings) -> list[str]:
     return scheduler.input_topics or [t.name for t in settings.topics if t.dataset_type is DatasetType.INTERACTIONS]
 
@@ -253,15 +268,10 @@ def add_retrain_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main_retrain(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    loaded = _load(args)
+    loaded = _load_for_solution(args, err)
     if loaded is None:
         return EXIT_CONFIG
-    settings, scheduler = loaded
-    try:
-        only = _only(scheduler, args.solution)
-    except ConfigError as exc:
-        print(f"clickstream-worker: {exc}", file=err)
-        return EXIT_CONFIG
+    settings, scheduler, only = loaded
     lease: LeaderLease | None = None
     if not args.dry_run:
         config = settings.kafka.client_config()
@@ -303,15 +313,10 @@ def add_status_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main_status(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    loaded = _load(args)
+    loaded = _load_for_solution(args, err)
     if loaded is None:
         return EXIT_CONFIG
-    settings, scheduler = loaded
-    try:
-        only = _only(scheduler, args.solution)
-    except ConfigError as exc:
-        print(f"clickstream-worker: {exc}", file=err)
-        return EXIT_CONFIG
+    settings, scheduler, only = loaded
     store = _store(settings, scheduler, err)
     reconciler = _reconciler(settings, scheduler, store)
     reconciler.load()
