@@ -126,13 +126,19 @@ class Worker:
     # -- probes ----------------------------------------------------------------------------------
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready: partitions assigned, Personalize reachable, no configuration fault, no partition
+        paused on a fetch error. Stalled partitions are listed but do not fail readiness: a slow
+        or throttled Personalize stalls them too, and readiness must not flap with load."""
         assigned = self._consumer.assigned_partitions if self._consumer else 0
         faults = dict(self._pipeline.faults) if self._pipeline else {}
-        ready = assigned > 0 and not faults and self._reachable is not False
+        partition_errors, stalled = self._consumer.partition_report() if self._consumer else ({}, {})
+        ready = assigned > 0 and not faults and not partition_errors and self._reachable is not False
         return ready, {
             "partitions_assigned": assigned,
             "personalize_reachable": self._reachable,
             "configuration_faults": faults,
+            "partition_errors": partition_errors,
+            "stalled_partitions": stalled,
         }
 
     def liveness(self) -> tuple[bool, dict[str, Any]]:

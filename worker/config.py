@@ -88,6 +88,31 @@ class KafkaSettings(_Section):
         "11k events/s.",
     )
     request_timeout_ms: int = Field(30_000, ge=1_000)
+    isolation_level: Literal["read_committed", "read_uncommitted"] = Field(
+        "read_committed",
+        description="read_committed skips records of aborted transactions (Kafka Streams, Flink exactly-once, "
+        "librdkafka transactional producers); kafka-python's own default, read_uncommitted, delivers them.",
+    )
+    metadata_max_age_ms: int = Field(
+        30_000, ge=1_000,
+        description="How often topic metadata is refreshed: partitions added to a topic are consumed within "
+        "this time (kafka-python's default is 5 minutes).",
+    )
+    max_partition_fetch_bytes: int = Field(
+        1_048_576, ge=1024,
+        description="Largest batch fetched per partition; a record larger than this stalls its partition on "
+        "brokers older than 0.10.1 (newer brokers return it anyway).",
+    )
+    stall_after_s: float = Field(
+        60.0, gt=0,
+        description="A partition with lag and no progress for this long is reported stalled (metric "
+        "clickstream_partition_stalled, a warning, a /readyz detail).",
+    )
+    partition_retry_s: float = Field(
+        30.0, gt=0,
+        description="A partition paused on a fetch error (missing codec, corrupt batch, ...) is retried after "
+        "this long, doubling up to 10 minutes; the other partitions keep flowing meanwhile.",
+    )
 
     def client_config(self) -> dict[str, Any]:
         """Settings shared by consumer, producer and admin client (security included)."""
@@ -321,18 +346,30 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> WorkerSet
     Environment variables win over the file; `overrides` (from the command line) win over both.
     Raises ConfigError with a message naming each bad setting.
     """
+    try:
+        return WorkerSettings.model_validate(_layered(path, overrides))
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from exc
+
+
+def load_kafka_settings(path: str | Path | None = None) -> KafkaSettings:
+    """Only the `kafka` section, with the same layers as `load_settings` (file, KAFKA_BOOTSTRAP_SERVERS,
+    WORKER_KAFKA__*): for tools such as `dlq replay` that need no topics."""
+    try:
+        return KafkaSettings.model_validate(_layered(path, {}).get("kafka", {}))
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc).replace("  - ", "  - kafka.")) from exc
+
+
+def _layered(path: str | Path | None, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """File values as the lowest-precedence layer, the environment on top, then `overrides`."""
     file_data: dict[str, Any] = {}
     chosen = path or os.environ.get("WORKER_CONFIG")
     if chosen:
         file_data = _read_yaml(Path(chosen))
-    # File values go in as the lowest-precedence layer: the env sources are merged on top.
-    try:
-        worker_env = _WorkerEnv().model_dump(exclude_none=True)  # WORKER_* variables, nested by "__"
-        data = _deep_merge(_deep_merge(file_data, _well_known_env(os.environ)), worker_env)
-        data = _deep_merge(data, overrides)
-        return WorkerSettings.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc)) from exc
+    worker_env = _WorkerEnv().model_dump(exclude_none=True)  # WORKER_* variables, nested by "__"
+    data = _deep_merge(_deep_merge(file_data, _well_known_env(os.environ)), worker_env)
+    return _deep_merge(data, overrides)
 
 
 class _WorkerEnv(BaseSettings):

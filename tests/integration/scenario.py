@@ -12,11 +12,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
-
 from tests.integration.worker_support import (
     Produced,
     WorkerProcess,
+    commit_lag,
     free_port,
     make_events,
     produce,
@@ -44,15 +43,16 @@ class Scenario:
         self.workers: list[WorkerProcess] = []
         self.run_id = uuid.uuid4().hex[:8]
 
-    def worker(self, extra_topics: list[dict[str, Any]] | None = None) -> WorkerProcess:
+    def worker(self, extra_topics: list[dict[str, Any]] | None = None, *, kafka: dict[str, Any] | None = None,
+               env: dict[str, str] | None = None) -> WorkerProcess:
         n = len(self.workers)
         config = write_config(
             self.tmp / f"worker{n}.yaml", self.bootstrap, self.lp.endpoint_url,
             [{"name": self.topic, "dataset_type": "interactions", "tracking_id": TRACKING_ID},
              *(extra_topics or [])],
-            group_id=self.group, http_port=free_port(), delivery=self.delivery,
+            group_id=self.group, http_port=free_port(), delivery=self.delivery, kafka=kafka,
         )
-        process = WorkerProcess(config, self.tmp / f"worker{n}.log")
+        process = WorkerProcess(config, self.tmp / f"worker{n}.log", env=env)
         self.workers.append(process)
         return process
 
@@ -105,14 +105,8 @@ class Scenario:
         return True
 
     def commit_lag(self) -> dict[int, tuple[int, int]]:
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=self.group, enable_auto_commit=False)
-        try:
-            parts = [TopicPartition(self.topic, p) for p in consumer.partitions_for_topic(self.topic) or ()]
-            ends = consumer.end_offsets(parts)
-            committed = {tp: consumer.committed(tp) or 0 for tp in parts}
-        finally:
-            consumer.close()
-        return {tp.partition: (committed[tp], ends[tp]) for tp in parts if committed[tp] < ends[tp]}
+        """Partitions whose committed offset is behind the partition end: {partition: (committed, end)}."""
+        return commit_lag(self.bootstrap, self.group, self.topic)
 
     def stop_all(self) -> None:
         for worker in self.workers:

@@ -209,6 +209,63 @@ def test_kafka_topic_partition_is_interchangeable_with_tuples() -> None:
     assert t.revoke([("clicks", 0)]) == {TopicPartition("clicks", 0): 8}
 
 
+def test_advance_moves_past_offsets_that_were_never_records() -> None:
+    """A transaction marker at offset 3 (and an aborted batch 4-6 skipped under read_committed):
+    the consumer's fetch position is 7 although the last record handed out was 2."""
+    t = OffsetTracker()
+    for offset in (0, 1, 2):
+        t.add(A, offset)
+        t.complete(A, offset)
+    assert t.position(A) == 3
+    t.advance(A, 7)
+    assert t.position(A) == 7 and t.committable() == {A: 7}
+    t.add(A, 8)  # the next record after a marker at 7
+    assert t.position(A) == 8
+
+
+def test_advance_never_passes_records_in_flight_nor_goes_backwards() -> None:
+    t = OffsetTracker()
+    t.add(A, 0)
+    t.advance(A, 5)
+    assert t.position(A) == 0  # offset 0 is still outstanding
+    t.complete(A, 0)
+    t.advance(A, 1)
+    t.advance(A, 0)  # an older reading
+    assert t.position(A) == 1
+    t.advance(A, 4)
+    t.mark_committed({A: 4})
+    t.advance(A, 4)
+    assert t.committable() == {}
+
+
+def test_advance_on_an_unknown_partition_starts_it_at_the_fetch_position() -> None:
+    """A partition assigned with nothing to consume: committing its position is harmless."""
+    t = OffsetTracker()
+    t.advance(B, 12)
+    assert t.position(B) == 12 and t.committable() == {B: 12} and t.last_seen(B) == 11
+
+
+def test_reset_forgets_the_committed_mark_so_the_commit_may_go_backwards() -> None:
+    """After a re-created topic restarts at 0, offsets below the old commit are new records."""
+    t = OffsetTracker()
+    t.add(A, 99)
+    t.complete(A, 99)
+    t.mark_committed({A: 100})
+    t.reset(A)
+    assert t.position(A) is None and t.last_seen(A) is None
+    t.add(A, 0)
+    t.complete(A, 0)
+    assert t.committable() == {A: 1}
+
+
+def test_last_seen() -> None:
+    t = OffsetTracker()
+    assert t.last_seen(A) is None
+    t.add(A, 4)
+    t.add(A, 9)
+    assert t.last_seen(A) == 9
+
+
 def test_unknown_partition_queries() -> None:
     t = OffsetTracker()
     assert t.position(A) is None

@@ -8,8 +8,12 @@ Each loop iteration runs these steps in this order, because correctness depends 
   1. apply completions to the offset tracker;
   2. commit positions that advanced (every `commit_interval_s`, and always when draining);
   3. apply backpressure (pause when too much is in flight, resume when drained; partitions
-     of a topic stopped on a configuration fault stay paused);
-  4. poll (paused partitions still poll, so the member is never evicted) and submit.
+     of a topic stopped on a configuration fault, and partitions paused on a fetch fault,
+     stay paused);
+  4. poll (paused partitions still poll, so the member is never evicted) and submit; a
+     failure that concerns one partition pauses that partition only (`fetch_faults`);
+  5. every few seconds, observe each partition (lag, stalls, a position beyond the log end,
+     fetch positions past transaction markers) and retry faulted partitions that are due.
 Rebalance callbacks run on kafka-python's I/O thread: they only forget revoked partitions
 and fire a non-blocking commit_async of what was finished (a blocking commit there raises).
 """
@@ -29,10 +33,12 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from worker.config import KafkaSettings
-from worker.ingest.deadletter import RawRecord
+from worker.ingest.fetch_faults import FetchProbe, fix_for, is_client_error, named_partitions
+from worker.ingest.kafka_internals import discard_buffered, fetcher_hint, topic_id
 from worker.ingest.offsets import TP, OffsetTracker
+from worker.ingest.partition_watch import Change, Observation, PartitionWatch, lag_of
 from worker.observe.metrics import Metrics
-from worker.records import SourceRef
+from worker.records import RawRecord, SourceRef
 
 log = structlog.get_logger(__name__)
 
@@ -88,7 +94,18 @@ class ConsumerThread(threading.Thread):
         self._rewind: dict[TP, int] = {}
         self._seeks: dict[TP, int] = {}
         self._last_commit = 0.0
-        self._last_lag = 0.0
+        self._last_observe = 0.0
+        self._observe_every_s = min(5.0, settings.stall_after_s / 3)
+        # Fetch faults and stalls; written on this thread, read by probes under `_lock`.
+        self._watch = PartitionWatch(
+            stall_after_s=settings.stall_after_s, retry_s=settings.partition_retry_s,
+            confirm_s=self._observe_every_s, reset_to_earliest=settings.auto_offset_reset == "earliest",
+        )
+        self._unattributed = 0
+        self._probe: FetchProbe | None = None
+        # Topic IDs seen so far, and partitions of re-created topics waiting for their reset.
+        self._topic_ids: dict[str, str] = {}
+        self._recreated: set[TP] = set()
         self.fatal_error: BaseException | None = None
 
     # -- called from other threads -------------------------------------------------------------
@@ -116,6 +133,15 @@ class ConsumerThread(threading.Thread):
     def assigned_partitions(self) -> int:
         return len(self._assignment)
 
+    def partition_report(self) -> tuple[dict[str, str], dict[str, dict[str, float]]]:
+        """Thread-safe: (partitions paused on a fetch fault -> why, stalled partitions -> lag and age)."""
+        now = time.monotonic()
+        with self._lock:
+            faults = {f"{t}-{p}": fault.describe() for (t, p), fault in self._watch.faults.items()}
+            stalled = {f"{t}-{p}": {"lag": lag, "no_progress_s": round(now - since, 1)}
+                       for (t, p), (lag, since) in self._watch.stalled().items()}
+        return faults, stalled
+
     @property
     def inflight(self) -> int:
         return self._tracker.inflight_count()
@@ -136,7 +162,8 @@ class ConsumerThread(threading.Thread):
                 self._commit(force=draining)
                 self._apply_backpressure(draining)
                 self._poll(draining)
-                self._report_lag()
+                if not draining:
+                    self._observe_partitions()
             self._finish()
         except BaseException as exc:
             self.fatal_error = exc
@@ -162,8 +189,12 @@ class ConsumerThread(threading.Thread):
             "max_poll_records": self._settings.max_poll_records,
             "fetch_max_wait_ms": self._settings.fetch_max_wait_ms,
             "fetch_min_bytes": self._settings.fetch_min_bytes,
+            "isolation_level": self._settings.isolation_level,
+            "metadata_max_age_ms": self._settings.metadata_max_age_ms,
+            "max_partition_fetch_bytes": self._settings.max_partition_fetch_bytes,
             **self._overrides,
         }
+        self._probe = FetchProbe(config)
         delay = 1.0
         while not self._stop_fetching.is_set():
             try:
@@ -225,7 +256,11 @@ class ConsumerThread(threading.Thread):
             self._backpressured = True
             log.info("backpressure: pausing fetch", inflight_events=events, inflight_bytes=size)
         blocked = draining or self._backpressured
-        want_paused = {tp for tp in assignment if blocked or tp.topic in self._paused_topics}
+        faulted = self._watch.faults
+        held = faulted.keys() | self._recreated
+        want_paused = {
+            tp for tp in assignment if blocked or tp.topic in self._paused_topics or (tp.topic, tp.partition) in held
+        }
         currently = set(self._consumer.paused())
         if want_paused - currently:
             self._consumer.pause(*(want_paused - currently))
@@ -234,7 +269,12 @@ class ConsumerThread(threading.Thread):
         self._metrics.paused_partitions.set(len(want_paused))
 
     def _poll(self, draining: bool) -> None:
-        polled = self._consumer.poll(timeout_ms=50 if draining else 100)
+        try:
+            polled = self._consumer.poll(timeout_ms=50 if draining else 100)
+        except Exception as exc:  # noqa: BLE001 - attributed to one partition, or re-raised
+            self._on_poll_error(exc)
+            return
+        self._unattributed = 0
         with self._lock:
             seeks, self._seeks = self._seeks, {}
         for (topic, partition), offset in seeks.items():
@@ -249,6 +289,13 @@ class ConsumerThread(threading.Thread):
                 key = (tp.topic, tp.partition)
                 if key not in self._assignment or key in seeks:
                     continue  # not ours any more, or fetched past the rewind: fetched again from there
+                last = self._tracker.last_seen(key)
+                if records and last is not None and records[0].offset <= last:
+                    # Not a seek of ours (those were skipped above): the client reset the position,
+                    # e.g. after OFFSET_OUT_OF_RANGE on a truncated or re-created log.
+                    log.warning("partition position moved back; records from there are consumed again",
+                                topic=tp.topic, partition=tp.partition, offset=records[0].offset, last_seen=last)
+                    self._metrics.offset_resets.labels(topic=tp.topic).inc()
                 for r in records:
                     raw = RawRecord(
                         source=SourceRef(tp.topic, tp.partition, r.offset),
@@ -263,18 +310,189 @@ class ConsumerThread(threading.Thread):
         if raws:
             self._submit(raws)
 
-    def _report_lag(self) -> None:
-        now = time.monotonic()
-        if now - self._last_lag < 5.0:
+    # -- per-partition failures (step 4) ------------------------------------------------------------
+
+    def _on_poll_error(self, exc: Exception) -> None:
+        """Pause the partition a poll failure belongs to; failures of the whole client stay fatal."""
+        if is_client_error(exc):
+            raise exc
+        assigned = sorted(self._assignment)
+        culprits = named_partitions(exc, assigned)
+        if not culprits:
+            found = self._attribute(exc, assigned)
+            culprits = [found] if found is not None else []
+        if not culprits:
+            self._unattributed += 1
+            log.warning("poll failed and no single partition reproduces it; retrying",
+                        error_class=type(exc).__name__, error=str(exc)[:500], attempt=self._unattributed)
+            if self._unattributed >= 5:
+                raise exc
+            time.sleep(min(2.0 ** self._unattributed / 4, 5.0))
             return
-        self._last_lag = now
-        for topic, partition in list(self._assignment):
-            tp = TopicPartition(topic, partition)
-            high = self._consumer.highwater(tp)
+        now = time.monotonic()
+        for key in culprits:
+            self._fault(key, exc, now)
+
+    def _attribute(self, exc: Exception, assigned: list[TP]) -> TP | None:
+        """Find the partition by probing candidates in isolation, the fetcher's hint first."""
+        assert self._probe is not None
+        hint = fetcher_hint(self._consumer)
+        paused = {(tp.topic, tp.partition) for tp in self._consumer.paused()}
+        order = ([hint] if hint in assigned else []) + [k for k in assigned if k != hint and k not in paused]
+        candidates = []
+        for key in order:
+            offset = self._fetch_position(key)
+            high = self._consumer.highwater(TopicPartition(*key))
+            if offset is not None and (key == hint or high is None or offset < high):
+                candidates.append((key, offset))
+        # Stay well inside max_poll_interval: the group evicts a member that stops polling.
+        budget = min(30.0, self._settings.max_poll_interval_ms / 1000 / 3)
+        found = self._probe.find(candidates, type(exc), budget)
+        return found[0] if found is not None else None
+
+    def _fault(self, key: TP, exc: BaseException, now: float) -> None:
+        topic, partition = key
+        offset = self._fetch_position(key)
+        with self._lock:
+            new = self._watch.fault(key, error=type(exc).__name__, message=str(exc)[:500], fix=fix_for(exc),
+                                    offset=offset, now=now)
+        self._consumer.pause(TopicPartition(topic, partition))
+        self._metrics.partition_fetch_errors.labels(topic=topic, exception=type(exc).__name__).inc()
+        self._metrics.partition_fetch_error.labels(topic=topic, partition=str(partition)).set(1)
+        self._metrics.partition_stalled.labels(topic=topic, partition=str(partition)).set(1)
+        if new:
+            log.error("partition paused: its records cannot be fetched; the other partitions keep flowing",
+                      topic=topic, partition=partition, offset=offset, error_class=type(exc).__name__,
+                      error=str(exc)[:500], fix=fix_for(exc), retry_in_s=self._settings.partition_retry_s)
+
+    def _retry_faulted(self, now: float) -> None:
+        """Probe due partitions in isolation; resume those that fetch again."""
+        assert self._probe is not None
+        for key in self._watch.due_retries(now):
+            if key not in self._assignment:
+                continue
+            offset = self._fetch_position(key)
+            error = self._probe.check(key, offset) if offset is not None else None
+            if error is not None:
+                with self._lock:
+                    self._watch.fault(key, error=type(error).__name__, message=str(error)[:500],
+                                      fix=fix_for(error), offset=offset, now=now)
+                log.info("partition still cannot be fetched; staying paused", topic=key[0], partition=key[1],
+                         offset=offset, error_class=type(error).__name__)
+                continue
+            tp = TopicPartition(*key)
+            if not discard_buffered(self._consumer, key):
+                log.warning("cannot clear the client's buffered copy of the failed fetch (kafka-python internals "
+                            "changed); restart the worker to resume this partition", topic=key[0], partition=key[1])
+                continue
+            if offset is not None:
+                self._consumer.seek(tp, offset)
             with self._lock:
-                pos = self._tracker.position((topic, partition))
-            if high is not None and pos is not None:
-                self._metrics.consumer_lag.labels(topic=topic, partition=str(partition)).set(max(0, high - pos))
+                self._watch.recovered(key)
+            self._metrics.partition_fetch_error.labels(topic=key[0], partition=str(key[1])).set(0)
+            log.info("partition fetches again; resuming", topic=key[0], partition=key[1], offset=offset)
+
+    def _fetch_position(self, key: TP) -> int | None:
+        try:
+            position = self._consumer.position(TopicPartition(*key), timeout_ms=0)
+        except (KafkaError, AssertionError, ValueError):  # revoked meanwhile, or not yet known
+            return None
+        return int(position) if position is not None else None
+
+    # -- observation (step 5) ------------------------------------------------------------------------
+
+    def _observe_partitions(self) -> None:
+        """Lag, stalls, positions beyond the end, commits past markers; faulted-partition retries."""
+        now = time.monotonic()
+        if now - self._last_observe < self._observe_every_s:
+            return
+        self._last_observe = now
+        self._retry_faulted(now)
+        self._check_topic_ids()
+        reset_earliest = self._settings.auto_offset_reset == "earliest"
+        for key in sorted(self._assignment):
+            topic, partition = key
+            fetch_position = self._fetch_position(key)
+            high = self._consumer.highwater(TopicPartition(topic, partition))
+            with self._lock:
+                inflight = self._tracker.inflight_count(key)
+            if key in self._recreated:
+                if not inflight:  # the old log's records are finished: start the new log over
+                    self._recreated.discard(key)
+                    self._reset(key, "the topic was re-created")
+                continue
+            with self._lock:
+                if not inflight and fetch_position is not None and key not in self._seeks \
+                        and (high is None or fetch_position <= high):
+                    self._tracker.advance(key, fetch_position)
+                obs = Observation(self._tracker.position(key), fetch_position, high, inflight)
+                changes = self._watch.observe(key, obs, now)
+            lag = lag_of(obs, reset_to_earliest=reset_earliest)
+            if lag is not None:
+                self._metrics.consumer_lag.labels(topic=topic, partition=str(partition)).set(lag)
+            self._report_changes(key, obs, lag, changes)
+
+    def _report_changes(self, key: TP, obs: Observation, lag: int | None, changes: list[Change]) -> None:
+        topic, partition = key
+        for change in changes:
+            if change is Change.STALLED:
+                self._metrics.partition_stalled.labels(topic=topic, partition=str(partition)).set(1)
+                if key not in self._watch.faults:
+                    log.warning("partition stalled: it has lag and made no progress", topic=topic,
+                                partition=partition, lag=lag, position=obs.position,
+                                stall_after_s=self._settings.stall_after_s,
+                                paused=TopicPartition(topic, partition) in self._consumer.paused())
+            elif change is Change.UNSTALLED:
+                self._metrics.partition_stalled.labels(topic=topic, partition=str(partition)).set(0)
+                log.info("partition progressing again", topic=topic, partition=partition, lag=lag)
+            elif change is Change.BEYOND_END:
+                self._reset_beyond_end(key, obs)
+
+    def _check_topic_ids(self) -> None:
+        """A topic whose ID changed was deleted and re-created under the same name.
+
+        Its offsets restarted at 0 while this consumer's positions still point into the old
+        log: records below the old position would be skipped silently (and, past the new end,
+        nothing would ever be fetched). Its partitions are held until their in-flight records
+        finish, then restarted with `auto_offset_reset` (see `_observe_partitions`).
+        """
+        for topic in self._topics:
+            current = topic_id(self._consumer, topic)
+            if current is None:
+                continue
+            previous = self._topic_ids.setdefault(topic, current)
+            if previous == current:
+                continue
+            self._topic_ids[topic] = current
+            held = {key for key in self._assignment if key[0] == topic}
+            self._recreated |= held
+            log.warning("topic re-created (its topic ID changed): its partitions restart from "
+                        "kafka.auto_offset_reset once their in-flight records finish", topic=topic,
+                        old_topic_id=previous, new_topic_id=current, partitions=sorted(p for _t, p in held),
+                        auto_offset_reset=self._settings.auto_offset_reset)
+
+    def _reset_beyond_end(self, key: TP, obs: Observation) -> None:
+        """The position lies past the log end (truncated, or re-created where no topic ID tells)."""
+        log.warning("partition position is beyond the end of its log (topic re-created or truncated?); "
+                    "resetting it with kafka.auto_offset_reset", topic=key[0], partition=key[1],
+                    position=obs.fetch_position, log_end=obs.highwater,
+                    auto_offset_reset=self._settings.auto_offset_reset)
+        self._reset(key, "its position was beyond the end of its log")
+
+    def _reset(self, key: TP, why: str) -> None:
+        """Restart a partition from `auto_offset_reset`; its committed mark may go backwards."""
+        topic, partition = key
+        tp = TopicPartition(topic, partition)
+        policy = self._settings.auto_offset_reset
+        log.info("partition reset", topic=topic, partition=partition, why=why, auto_offset_reset=policy)
+        if policy == "earliest":
+            self._consumer.seek_to_beginning(tp)
+        else:
+            self._consumer.seek_to_end(tp)
+        with self._lock:
+            self._tracker.reset(key)
+            self._watch.forget([key])
+        self._metrics.offset_resets.labels(topic=topic).inc()
 
     def _finish(self) -> None:
         self._apply_completions()
@@ -304,9 +522,13 @@ class ConsumerThread(threading.Thread):
             }
             positions = self._tracker.revoke(keys)
             self._assignment.difference_update(keys)
+            self._watch.forget(keys)
+            self._recreated.difference_update(keys)
         for topic, partition in keys:
-            with contextlib.suppress(KeyError):  # no lag reported yet for this partition
-                self._metrics.consumer_lag.remove(topic, str(partition))
+            for gauge in (self._metrics.consumer_lag, self._metrics.partition_stalled,
+                          self._metrics.partition_fetch_error):
+                with contextlib.suppress(KeyError):  # nothing reported yet for this partition
+                    gauge.remove(topic, str(partition))
         offsets = {TopicPartition(t, p): OffsetAndMetadata(pos, "", -1) for (t, p), pos in positions.items()}
         if offsets and self._consumer is not None:
             try:

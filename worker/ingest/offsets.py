@@ -114,6 +114,31 @@ class OffsetTracker:
             state.release_head()
         return True
 
+    def advance(self, tp: TP, position: int) -> None:
+        """The consumer's fetch position for `tp` is `position` and nothing of `tp` is in flight.
+
+        Every offset below the fetch position was either handed out (and, with nothing
+        outstanding, finished) or was never a record: transaction control markers, batches
+        of aborted transactions skipped under read_committed, compacted gaps. Moving the
+        safe position up to it lets the commit pass them; without this, a partition whose
+        last offset is a commit marker would show a lag of one forever.
+        """
+        state = self._parts.get(tp)
+        if state is None:
+            state = self._parts[tp] = _PartitionState()
+        if not state.sizes and position - 1 > state.last_seen:
+            state.order.clear()
+            state.last_seen = position - 1
+
+    def reset(self, tp: TP) -> None:
+        """Forget `tp` entirely, committed mark included: its position was reset (the log was
+        re-created or truncated), so the next commit may legitimately go backwards."""
+        self.revoke([tp])
+
+    def last_seen(self, tp: TP) -> int | None:
+        state = self._parts.get(tp)
+        return None if state is None or state.last_seen < 0 else state.last_seen
+
     def committable(self) -> dict[TP, int]:
         """Positions that advanced past the last `mark_committed`, for a commit."""
         return {tp: state.position() for tp, state in self._parts.items() if state.advanced()}

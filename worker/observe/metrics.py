@@ -122,6 +122,33 @@ class Metrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.partition_stalled = Gauge(
+            "clickstream_partition_stalled",
+            "1 while an assigned partition has lag and makes no progress (kafka.stall_after_s), or is paused "
+            "on a fetch error.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.partition_fetch_error = Gauge(
+            "clickstream_partition_fetch_error",
+            "1 while a partition is paused because fetching or decoding its records failed (e.g. a missing "
+            "compression codec, a corrupt batch); the other partitions keep flowing.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.partition_fetch_errors = Counter(
+            "clickstream_partition_fetch_errors",
+            "Fetch or batch-decoding failures attributed to one partition, by exception class.",
+            ["topic", "exception"],
+            registry=r,
+        )
+        self.offset_resets = Counter(
+            "clickstream_offset_resets",
+            "Positions found beyond the partition's end (topic re-created or truncated) and reset with "
+            "kafka.auto_offset_reset.",
+            ["topic"],
+            registry=r,
+        )
         self.partitions_assigned = Gauge(
             "clickstream_partitions_assigned", "Partitions currently assigned to this worker.", registry=r
         )
