@@ -21,7 +21,8 @@ from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
 
-from worker.ingest.deadletter import ERROR_HEADER_NAMES, HEADER_PREFIX, Header, header_value
+from worker.ingest.deadletter import ERROR_HEADER_NAMES, HEADER_PREFIX, header_value
+from worker.records import Header
 
 ORIGIN_HEADER = "clickstream.origin"
 

@@ -44,6 +44,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -125,7 +126,8 @@ class InteractionsMapping(_Spec):
     event_id: Paths = Field(
         default=("messageId",),
         description="The source's own event ID (makes redelivery effectively-once across topics). "
-        "Empty, or nothing found: derived from topic/partition/offset.",
+        "Empty, or nothing found: derived from the record itself (topic, partition, offset, timestamp, "
+        "key and value digests), so redeliveries share it and re-created topics do not reuse it.",
     )
     user_id: Paths = Field(default=("userId",), description="Optional: events without it are anonymous.")
     session_id: Paths = Field(default=("context.sessionId", "anonymousId"), description="PutEvents requires one.")
@@ -314,10 +316,27 @@ def to_epoch_seconds(field: str, raw: Any, unit: TimestampUnit) -> float:
         raise ValidationError(Rule.OUT_OF_RANGE, field, "timestamp is too large", raw) from None
 
 
-def derived_event_id(source: SourceRef) -> str:
-    """A stable eventId from where the record sits in Kafka (64 hex chars, same in every process)."""
-    key = f"{source.topic}\x00{source.partition}\x00{source.offset}".encode()
-    return hashlib.sha256(key).hexdigest()
+def derived_event_id(
+    source: SourceRef, timestamp_ms: int | None = None, key: bytes | None = None, value: bytes | None = None
+) -> str:
+    """A stable eventId derived from the record itself (64 hex chars, same in every process).
+
+    Inputs: topic, partition, offset, the record's timestamp and SHA-256 digests of its key
+    and value, all of which travel with the record (a redelivery, and a `dlq replay` that
+    keeps the original key, value and timestamp, get the same ID). Position alone is not
+    enough: after a topic is deleted and re-created (offsets restart at 0), or with two
+    clusters feeding one tracker, new records take positions old ones had, and Personalize
+    keeps only the first event with a given eventId. Two records get the same ID only when
+    they sit at the same position with the same timestamp, key and value bytes — copies of
+    one record. Cluster and topic IDs are deliberately left out: they come from metadata,
+    not from the record, so a redelivery could see a different value and get a new ID.
+    """
+    digest = hashlib.sha256(b"clickstream-event-id/2\x00")
+    digest.update(f"{source.topic}\x00{source.partition}\x00{source.offset}\x00{timestamp_ms}\x00".encode())
+    for part in (key, value):
+        # Length-prefixed so no key/value split can collide with another; None differs from b"".
+        digest.update(b"\xff" if part is None else len(part).to_bytes(8, "big") + part)
+    return digest.hexdigest()
 
 
 def _column_paths(spec: _Spec, columns: Sequence[str], prefix: str) -> dict[str, Any]:
@@ -377,12 +396,15 @@ class EventDecoder:
         self.allowed = frozenset(spec.allowed_event_types)
         self.renames = dict(spec.event_type_renames)
         self.columns = _column_paths(spec, [f.name for f in schema.custom], spec.field_prefix)
+        self.identity_paths: tuple[Path, ...] = (*self.p_user, *self.p_session, *compile_paths(IDENTITY_KEYS))
 
     def _init_catalog(self, spec: ItemsMapping | UsersMapping, schema: DatasetSchema) -> None:
         self.catalog = CatalogValidator(schema, self.limits)
         id_field = ID_FIELDS[schema.dataset_type]
         self.id_key = schema.property_key(id_field)
         self.p_id = compile_paths(spec.item_id if isinstance(spec, ItemsMapping) else spec.user_id)
+        # Item IDs are not personal data; a users record's ID is.
+        self.identity_paths = () if isinstance(spec, ItemsMapping) else (*self.p_id, *compile_paths(IDENTITY_KEYS))
         names = [f.name for f in schema.fields if f.name != id_field]
         self.columns = _column_paths(spec, names, spec.field_prefix)
         units: dict[str, TimestampUnit] = {
@@ -395,24 +417,46 @@ class EventDecoder:
             units[name] = unit
         self.units = units
 
-    def decode(self, value: bytes | None, source: SourceRef, now: float) -> Decoded:
-        """Map and validate one record value; every failure is returned as a Rejection."""
+    def decode(
+        self,
+        value: bytes | None,
+        source: SourceRef,
+        now: float,
+        *,
+        key: bytes | None = None,
+        timestamp_ms: int | None = None,
+    ) -> Decoded:
+        """Map and validate one record value; every failure is returned as a Rejection.
+
+        `key` and `timestamp_ms` are the Kafka record's: with `source` and the value they
+        derive the eventId of an event that carries none (`derived_event_id`). A rejection
+        of a record that parsed carries the identities found in it, so logs can scrub them.
+        """
+        obj: dict[str, Any] | None = None
         try:
             obj = self._parse(value)
             if self.dataset_type is DatasetType.INTERACTIONS:
-                return self._interaction(obj, source, now)
+                return self._interaction(obj, source, now, key=key, timestamp_ms=timestamp_ms, value=value)
             return self._catalog(obj, now)
-        except MappingError as exc:
-            return exc.rejection()
-        except ValidationError as exc:
-            return exc.rejection()
+        except (MappingError, ValidationError) as exc:
+            rejection = exc.rejection()
         except Exception as exc:  # noqa: BLE001 - "never raise": one odd record must not stop a partition
-            return Rejection(
+            rejection = Rejection(
                 stage=Stage.MAPPING,
                 rule="internal_error",
                 message=f"unexpected {type(exc).__name__}: {truncate(str(exc))}",
                 exception_class=f"{type(exc).__module__}.{type(exc).__qualname__}",
             )
+        if obj is None:
+            return rejection
+        return replace(rejection, identities=self._identities(obj))
+
+    def _identities(self, obj: dict[str, Any]) -> tuple[str, ...]:
+        """Every user, anonymous and session ID value in a parsed record (string leaves, any type)."""
+        found: list[str] = []
+        for value in (extract(obj, (path,)) for path in self.identity_paths):
+            _string_leaves(value, found)
+        return tuple(dict.fromkeys(found))
 
     def _parse(self, value: bytes | None) -> dict[str, Any]:
         if value is None:
@@ -438,7 +482,16 @@ class EventDecoder:
         raw = extract(obj, paths)
         return None if raw is None else as_id(field, raw)
 
-    def _interaction(self, obj: dict[str, Any], source: SourceRef, now: float) -> Interaction:
+    def _interaction(
+        self,
+        obj: dict[str, Any],
+        source: SourceRef,
+        now: float,
+        *,
+        key: bytes | None,
+        timestamp_ms: int | None,
+        value: bytes | None,
+    ) -> Interaction:
         raw_type = extract(obj, self.p_type)
         if raw_type is None:
             raise MappingError("missing", "eventType", "no event type at the configured paths")
@@ -462,7 +515,7 @@ class EventDecoder:
                     "no sessionId (PutEvents requires one); set session_id_fallback_to_user_id to use the userId",
                 )
             session_id = user_id
-        event_id = self._opt_id("eventId", obj, self.p_event_id) or derived_event_id(source)
+        event_id = self._opt_id("eventId", obj, self.p_event_id) or derived_event_id(source, timestamp_ms, key, value)
         return self.validator.build(
             event_id=event_id,
             event_type=event_type,
@@ -512,6 +565,25 @@ class EventDecoder:
                 raw = _whole_seconds(name, to_epoch_seconds(name, raw, units[name]))
             values[name] = raw
         return self.catalog.build(entity_id, values, now)
+
+
+#: Identity fields of the common event shapes, scrubbed from logs even when not mapped.
+IDENTITY_KEYS = ("userId", "anonymousId", "sessionId", "context.sessionId")
+_MAX_LEAVES = 64
+
+
+def _string_leaves(value: Any, out: list[str]) -> None:
+    """Collect scalar leaves as strings (an ID may arrive wrong-typed: a number, a list, an object)."""
+    if len(out) >= _MAX_LEAVES or value is None or isinstance(value, bool):
+        return
+    if isinstance(value, str | int | float):
+        out.append(str(value))
+    elif isinstance(value, dict):
+        for item in value.values():
+            _string_leaves(item, out)
+    elif isinstance(value, list):
+        for item in value:
+            _string_leaves(item, out)
 
 
 def _whole_seconds(field: str, seconds: float) -> int:

@@ -40,6 +40,24 @@ class SourceRef:
     offset: int
 
 
+Header = tuple[str, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """A consumed record exactly as it arrived: what the DLQ must reproduce."""
+
+    source: SourceRef
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[Header, ...]
+    timestamp_ms: int | None
+
+    @property
+    def size(self) -> int:
+        return len(self.value or b"") + len(self.key or b"")
+
+
 def truncate(value: object, limit: int = MAX_REJECTED_VALUE_CHARS) -> str:
     """Render an offending value for a reason, cut so one bad record cannot bloat headers."""
     text = value if isinstance(value, str) else repr(value)
@@ -60,6 +78,8 @@ class Rejection:
     field: str | None = None
     value: str | None = None
     exception_class: str = "worker.errors.RecordRejected"
+    #: User, anonymous and session IDs found in the record (when it parsed): logs scrub them.
+    identities: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, str | None]:
         return {

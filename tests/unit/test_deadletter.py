@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from worker.dlq_replay import ORIGIN_HEADER, parse_origin, replay_headers
-from worker.ingest.deadletter import RawRecord, error_headers, header_value
-from worker.records import Rejection, SourceRef, Stage
+from worker.ingest.deadletter import error_headers, header_value
+from worker.records import RawRecord, Rejection, SourceRef, Stage
 
 
 def _raw(headers: tuple[tuple[str, bytes], ...] = (("trace", b"abc"),)) -> RawRecord:

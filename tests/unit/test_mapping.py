@@ -45,6 +45,8 @@ from worker.validation import ValidationLimits
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 SRC = SourceRef("clicks", 3, 1234)
+#: derived_event_id(SRC, 1700000000123, b"k", b"{}"), computed once; see the stability test.
+PINNED_DERIVED_ID = "355d6f4ed34b08749bea6550d61d9b75493a591dcc4b4ee67e507503b16aa0c8"
 INT, IT, U = DatasetType.INTERACTIONS, DatasetType.ITEMS, DatasetType.USERS
 
 
@@ -160,24 +162,53 @@ def test_impression_accepts_pipe_joined_string() -> None:
     assert ok(decoder().decode(enc(doc), SRC, NOW)).event["impression"] == ["a", "b", "c"]
 
 
-def test_derived_event_id_is_deterministic_per_offset() -> None:
+def test_derived_event_id_is_deterministic_per_record() -> None:
     d = decoder()
     doc = enc(track({"messageId": DROP}))
-    first = ok(d.decode(doc, SRC, NOW)).event_id
-    assert first == ok(d.decode(doc, SRC, NOW)).event_id == derived_event_id(SRC)
+    first = ok(d.decode(doc, SRC, NOW, key=b"k", timestamp_ms=1_700_000_000_123)).event_id
+    again = ok(d.decode(doc, SRC, NOW, key=b"k", timestamp_ms=1_700_000_000_123)).event_id
+    assert first == again == derived_event_id(SRC, 1_700_000_000_123, b"k", doc)
     assert len(first) <= 256 and int(first, 16) >= 0
-    others = {
-        derived_event_id(SourceRef("clicks", 3, 1235)),
-        derived_event_id(SourceRef("clicks", 4, 1234)),
-        derived_event_id(SourceRef("clicks2", 3, 1234)),
-    }
-    assert first not in others and len(others) == 3
+
+
+def test_derived_event_id_differs_for_every_difference_in_the_record() -> None:
+    doc = enc(track({"messageId": DROP}))
+    base = derived_event_id(SRC, 1000, b"k", doc)
+    others = [
+        derived_event_id(SourceRef("clicks", 3, 1235), 1000, b"k", doc),
+        derived_event_id(SourceRef("clicks", 4, 1234), 1000, b"k", doc),
+        derived_event_id(SourceRef("clicks2", 3, 1234), 1000, b"k", doc),
+        # A re-created topic: same position, a new record (another time or other bytes).
+        derived_event_id(SRC, 1001, b"k", doc),
+        derived_event_id(SRC, 1000, b"k", doc + b" "),
+        derived_event_id(SRC, 1000, b"k2", doc),
+        derived_event_id(SRC, 1000, None, doc),
+        derived_event_id(SRC, 1000, b"", doc),
+        derived_event_id(SRC, None, b"k", doc),
+    ]
+    assert base not in others and len(set(others)) == len(others)
+
+
+def test_derived_event_id_has_no_key_value_boundary_ambiguity() -> None:
+    assert derived_event_id(SRC, 1, b"ab", b"c") != derived_event_id(SRC, 1, b"a", b"bc")
+    assert derived_event_id(SRC, 1, None, b"x") != derived_event_id(SRC, 1, b"x", None)
+
+
+def test_a_same_position_after_topic_recreation_gets_a_new_event_id() -> None:
+    """Offsets restart at 0 after a topic is re-created: position alone would reuse old IDs."""
+    d = decoder()
+    old = enc(track({"messageId": DROP, "event": "view"}))
+    new = enc(track({"messageId": DROP, "event": "purchase"}))
+    before = ok(d.decode(old, SRC, NOW, key=b"u1", timestamp_ms=1_000)).event_id
+    after = ok(d.decode(new, SRC, NOW, key=b"u1", timestamp_ms=2_000)).event_id
+    same_bytes_later = ok(d.decode(old, SRC, NOW, key=b"u1", timestamp_ms=2_000)).event_id
+    assert len({before, after, same_bytes_later}) == 3
 
 
 def test_derived_event_id_is_stable_across_processes() -> None:
     code = (
         "from worker.mapping import derived_event_id; from worker.records import SourceRef; "
-        "print(derived_event_id(SourceRef('clicks', 3, 1234)))"
+        "print(derived_event_id(SourceRef('clicks', 3, 1234), 1700000000123, b'k', b'{}'))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
@@ -187,7 +218,9 @@ def test_derived_event_id_is_stable_across_processes() -> None:
         env={"PYTHONHASHSEED": "12345", "PATH": ""},
         cwd=Path(__file__).resolve().parents[2],
     )
-    assert out.stdout.strip() == derived_event_id(SRC)
+    assert out.stdout.strip() == derived_event_id(SRC, 1_700_000_000_123, b"k", b"{}")
+    # Pinned: changing the derivation changes the IDs of every redelivery in flight.
+    assert out.stdout.strip() == PINNED_DERIVED_ID
 
 
 # --- custom mapping configuration -------------------------------------------------------------

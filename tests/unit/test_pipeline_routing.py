@@ -12,13 +12,12 @@ import json
 from typing import Any
 
 from worker.config import DEFAULT_SCHEMA_DIR
-from worker.ingest.deadletter import RawRecord
 from worker.ingest.pipeline import DECODE_SLICE, Pipeline, TopicRoute
 from worker.ingest.sender import Target
 from worker.mapping import EventDecoder, default_mapping
 from worker.observe.logging import configure_logging, redact_id
 from worker.observe.metrics import Metrics
-from worker.records import DatasetType, Rejection, SourceRef, Stage
+from worker.records import DatasetType, RawRecord, Rejection, SourceRef, Stage
 from worker.schemas import load_schema
 from worker.validation import ValidationLimits
 
@@ -37,10 +36,10 @@ class ExplodingDecoder:
     def __init__(self, real: EventDecoder) -> None:
         self.real = real
 
-    def decode(self, value: bytes | None, source: SourceRef, now: float) -> Any:
+    def decode(self, value: bytes | None, source: SourceRef, now: float, **record: Any) -> Any:
         if source.offset == 1:
             raise RuntimeError("bug")
-        return self.real.decode(value, source, now)
+        return self.real.decode(value, source, now, **record)
 
 
 def _route(decoder: Any) -> TopicRoute:
@@ -98,9 +97,9 @@ class RecordingDecoder:
         self.real = real
         self.order: list[tuple[int, int]] = []
 
-    def decode(self, value: bytes | None, source: SourceRef, now: float) -> Any:
+    def decode(self, value: bytes | None, source: SourceRef, now: float, **record: Any) -> Any:
         self.order.append((source.partition, source.offset))
-        return self.real.decode(value, source, now)
+        return self.real.decode(value, source, now, **record)
 
 
 def _chunk(partition: int, count: int) -> list[RawRecord]:

@@ -12,13 +12,12 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from kafka.errors import MessageSizeTooLargeError
 
-from worker.records import Rejection, SourceRef
+from worker.records import Header, RawRecord, Rejection, SourceRef
 
 log = structlog.get_logger(__name__)
 
@@ -36,24 +35,6 @@ ERROR_HEADER_NAMES = frozenset(
         "field",
     )
 )
-
-Header = tuple[str, bytes]
-
-
-@dataclass(frozen=True, slots=True)
-class RawRecord:
-    """What the DLQ must reproduce: the consumed record exactly as it arrived."""
-
-    source: SourceRef
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[Header, ...]
-    timestamp_ms: int | None
-
-    @property
-    def size(self) -> int:
-        return len(self.value or b"") + len(self.key or b"")
-
 
 def error_headers(record: RawRecord, rejection: Rejection) -> list[Header]:
     """Original headers (minus stale error headers from an earlier round) + the error context."""
