@@ -8,13 +8,22 @@ lookup make sure a mistake cannot reach real AWS.
 from __future__ import annotations
 
 import importlib.util
+import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import LOCAL_PERSONALIZE_MAIN, TANSU_CONSUMER_SETTINGS, LocalPersonalize, free_port
+from tests.helpers import (
+    LOCAL_PERSONALIZE_MAIN,
+    REPO_ROOT,
+    SENTINEL_USER,
+    TANSU_CONSUMER_SETTINGS,
+    WORKER_LOGS,
+    LocalPersonalize,
+    free_port,
+)
 from worker.kafka_admin import ensure_topics
 from worker.local.broker import INSTALL_HINT, EmbeddedBroker
 
@@ -137,6 +146,48 @@ def local_personalize(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Call
     yield start
     for handle in started:
         handle.stop()
+
+
+# -- personal data in logs ------------------------------------------------------------
+
+#: Per test: (worker log lines scanned, lines holding the sentinel user ID).
+_SENTINEL_SCANS: dict[str, tuple[int, int]] = {}
+SENTINEL_RESULTS = REPO_ROOT / "build" / "test-results" / "sentinel_grep.json"
+
+
+@pytest.fixture(autouse=True)
+def no_personal_data_in_worker_logs(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every worker a test started logged with redaction on (the default): its log must not
+    contain the sentinel user ID planted in the scenarios' events, at any stage."""
+    first = len(WORKER_LOGS)
+    yield
+    scanned = hits = 0
+    offending: list[str] = []
+    for path in WORKER_LOGS[first:]:
+        if not path.exists():
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            scanned += 1
+            if SENTINEL_USER in line:
+                hits += 1
+                offending.append(f"{path.name}: {line[:300]}")
+    if scanned:
+        _SENTINEL_SCANS[request.node.nodeid] = (scanned, hits)
+    if offending:
+        pytest.fail(f"{hits} worker log line(s) carry a raw user ID:\n" + "\n".join(offending[:10]))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if not _SENTINEL_SCANS:
+        return
+    SENTINEL_RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    SENTINEL_RESULTS.write_text(json.dumps({
+        "sentinel": SENTINEL_USER,
+        "tests": len(_SENTINEL_SCANS),
+        "lines_scanned": sum(s for s, _h in _SENTINEL_SCANS.values()),
+        "hits": sum(h for _s, h in _SENTINEL_SCANS.values()),
+        "per_test": {k: {"lines": s, "hits": h} for k, (s, h) in sorted(_SENTINEL_SCANS.items())},
+    }, indent=2) + "\n")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -19,6 +19,14 @@ from worker.local.personalize.process import LocalPersonalize, LocalPersonalizeE
 from worker.local.processes import free_port, pid_exists, stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+#: Planted in the user IDs of the integration and fault scenarios' events (valid and
+#: malformed). With redaction on (the default) it must never appear in a worker's log:
+#: tests/conftest.py greps every worker log a test produced (`WORKER_LOGS`).
+SENTINEL_USER = "SENTINEL-pii-7f3a"
+
+#: Log files of the worker processes started in this session, in start order.
+WORKER_LOGS: list[Path] = []
 LOCAL_PERSONALIZE_MAIN = REPO_ROOT / "worker" / "local" / "personalize" / "__main__.py"
 
 #: Consumer settings that make group joins on Tansu take ~3 s instead of ~20 s.
@@ -31,7 +39,9 @@ TANSU_CONSUMER_SETTINGS: dict[str, int] = {
 __all__ = [
     "LOCAL_PERSONALIZE_MAIN",
     "REPO_ROOT",
+    "SENTINEL_USER",
     "TANSU_CONSUMER_SETTINGS",
+    "WORKER_LOGS",
     "LocalPersonalize",
     "LocalPersonalizeError",
     "free_port",

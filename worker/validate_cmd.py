@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from typing import TextIO
 
 from worker.mapping import EventDecoder
+from worker.observe.logging import RedactUserIds, rejection_log_fields
 from worker.records import Rejection, SourceRef
 
 
@@ -36,11 +37,17 @@ def run_validate(
     out: TextIO,
     now: float,
     source_topic: str = "validate",
+    *,
+    redaction_salt: str | None = None,
 ) -> int:
     """Decode every non-blank line; report the invalid ones; return 1 if any, else 0.
 
     The line number doubles as the Kafka offset, so derived event IDs are reproducible.
+    With `redaction_salt` set, each report goes through the same redaction as the
+    worker's logs: identifier values hashed, excerpts of unparseable lines omitted, the
+    line's user and session IDs blanked from every message.
     """
+    redact = None if redaction_salt is None else RedactUserIds(redaction_salt)
     events = invalid = 0
     rules: Counter[str] = Counter()
     for number, raw in enumerate(lines, start=1):
@@ -52,7 +59,8 @@ def run_validate(
         if isinstance(result, Rejection):
             invalid += 1
             rules[f"{result.stage.value}/{result.rule}"] += 1
-            out.write(json.dumps({"line": number, **result.to_dict()}, ensure_ascii=False) + "\n")
+            report = result.to_dict() if redact is None else redact(None, "validate", rejection_log_fields(result))
+            out.write(json.dumps({"line": number, **report}, ensure_ascii=False) + "\n")
     summary = {"summary": {"events": events, "valid": events - invalid, "invalid": invalid, "by_rule": dict(rules)}}
     out.write(json.dumps(summary) + "\n")
     return 1 if invalid else 0

@@ -22,13 +22,15 @@ from typing import Any
 from kafka import KafkaProducer
 
 from tests.faults.audit import AuditRow, BadRecord, FaultReport, Truth, audit
-from tests.helpers import LocalPersonalize
+from tests.helpers import SENTINEL_USER, LocalPersonalize
 from tests.integration.worker_support import WorkerProcess, free_port, wait_for, write_config
 from worker.local.generate_cmd import GenerateReport, run_generate
 from worker.local.generator import BAD_KINDS, ClickstreamGenerator
 
 TRACKING_ID = "fa017000-2222-3333-4444-555555555555"
 GEN_USERS, GEN_ITEMS, GEN_CATEGORIES = 300, 200, 8
+#: Every generated user ID carries the sentinel that no worker log may show (tests/conftest.py).
+GEN_USER_PREFIX = f"{SENTINEL_USER}-u"
 _KINDS = {k.name: k for k in BAD_KINDS}
 _SEEDS = itertools.count(random.SystemRandom().randrange(1, 2**30))
 
@@ -38,6 +40,7 @@ def replay_generated(report: GenerateReport, bad_fraction: float) -> Truth:
     generator = ClickstreamGenerator(
         seed=report.seed, users=GEN_USERS, items=GEN_ITEMS, categories=GEN_CATEGORIES,
         bad_fraction=bad_fraction, start_time=report.start_time, events_per_second=report.events_per_second,
+        user_prefix=GEN_USER_PREFIX,
     )
     truth = Truth()
     for record in generator.events(report.produced):
@@ -124,7 +127,7 @@ class FaultStack:
         report = run_generate(
             self.bootstrap, self.topic, rate=rate, count=count, bad_fraction=bad_fraction, seed=next(_SEEDS),
             items_topic=None, users_topic=None, users=GEN_USERS, items=GEN_ITEMS, categories=GEN_CATEGORIES,
-            stop=stop,
+            stop=stop, user_prefix=GEN_USER_PREFIX,
         )
         return replay_generated(report, bad_fraction)
 

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
+from tests.helpers import SENTINEL_USER, WORKER_LOGS
 from worker.local.processes import free_port  # noqa: F401 - re-exported for the fault tests
 
 TANSU_CONSUMER = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000, "max_poll_interval_ms": 10000}
@@ -35,8 +36,20 @@ class Produced:
         return len(self.good_ids) + self.bad_count
 
 
+def _user(n: int) -> str:
+    """User IDs carry the sentinel: no worker log may show it (see tests/conftest.py)."""
+    return f"{SENTINEL_USER}-{n}"
+
+
 def _bad_value(rng: random.Random, i: int) -> bytes:
+    good = {"type": "track", "messageId": f"bad-{i}", "userId": _user(i), "anonymousId": f"anon-{_user(i)}",
+            "event": "view", "timestamp": _iso(NOW), "properties": {"productId": "p1"}}
     kinds: list[Any] = [
+        f"not json, user {_user(i)}".encode(),
+        json.dumps(good).encode()[:60],  # truncated JSON
+        json.dumps([good]).encode(),  # a JSON array
+        json.dumps({**good, "userId": {"id": _user(i)}}).encode(),  # a wrong-typed ID
+        json.dumps({**good, "event": 4.5}).encode(),  # a wrong-typed event name
         b"not json at all",
         b"\xff\xfe\x00garbage",
         b"",
@@ -68,7 +81,7 @@ def make_events(n: int, bad_fraction: float, seed: int, run_id: str) -> tuple[li
     users = max(10, n // 20)
     for i in range(n):
         user = rng.randrange(users)
-        key = f"user-{user}".encode()
+        key = _user(user).encode()
         if rng.random() < bad_fraction:
             value = _bad_value(rng, i)
             produced.bad_count += 1
@@ -78,8 +91,8 @@ def make_events(n: int, bad_fraction: float, seed: int, run_id: str) -> tuple[li
             event = {
                 "type": "track",
                 "messageId": message_id,
-                "userId": f"user-{user}" if rng.random() < 0.8 else None,
-                "anonymousId": f"anon-{user}",
+                "userId": _user(user) if rng.random() < 0.8 else None,
+                "anonymousId": f"anon-{_user(user)}",
                 "event": rng.choice(["view", "click", "add-to-cart", "purchase"]),
                 "timestamp": _iso(NOW - rng.uniform(0, 3600)),
                 "context": {"sessionId": f"s-{user}-{i // 50}"},
@@ -124,10 +137,11 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float = 60.
 
 
 def write_config(path: Path, bootstrap: str, endpoint_url: str, topics: list[dict[str, Any]],
-                 *, group_id: str, http_port: int, delivery: dict[str, Any] | None = None) -> Path:
+                 *, group_id: str, http_port: int, delivery: dict[str, Any] | None = None,
+                 kafka: dict[str, Any] | None = None) -> Path:
     config = {
         "kafka": {"bootstrap_servers": bootstrap, "group_id": group_id, "commit_interval_s": 0.5,
-                  **TANSU_CONSUMER},
+                  **TANSU_CONSUMER, **(kafka or {})},
         "personalize": {"region": "us-east-1", "events_endpoint_url": endpoint_url},
         "delivery": {"linger_ms": 20, "delivery_timeout_s": 120, "drain_timeout_s": 20,
                      "config_fault_retry_s": 1.0, **(delivery or {})},
@@ -141,16 +155,19 @@ def write_config(path: Path, bootstrap: str, endpoint_url: str, topics: list[dic
 class WorkerProcess:
     """`clickstream-worker run` as a real subprocess; stopped by PID."""
 
-    def __init__(self, config: Path, log_path: Path) -> None:
+    def __init__(self, config: Path, log_path: Path, *, env: dict[str, str] | None = None) -> None:
         self.config = config
         self.log_path = log_path
+        self.extra_env = env or {}
         self.port = int(yaml.safe_load(config.read_text())["observability"]["http_port"])
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
         env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-               "AWS_EC2_METADATA_DISABLED": "true"}
+               "AWS_EC2_METADATA_DISABLED": "true", **self.extra_env}
         log = self.log_path.open("ab")
+        if self.log_path not in WORKER_LOGS:
+            WORKER_LOGS.append(self.log_path)
         self.proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "run", "--config", str(self.config)],
                                      stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
@@ -203,6 +220,25 @@ class WorkerProcess:
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:] if self.log_path.exists() else ""
+
+
+def commit_lag(bootstrap: str, group: str, topic: str) -> dict[int, tuple[int, int]]:
+    """{partition: (committed, end)} for partitions whose group commit is behind the end.
+
+    The end is the high watermark of a fetch response (see `high_watermark`); a partition
+    ending in a transaction marker counts as caught up once the commit passes the marker."""
+    from tests.integration.foreign_producers import high_watermark
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        count = len(admin.describe_topics([topic])[0]["partitions"])
+        parts = [TopicPartition(topic, p) for p in range(count)]
+        offsets = admin.list_group_offsets({group: parts}).get(group, {})
+    finally:
+        admin.close()
+    committed = {tp.partition: max(0, meta.offset) for tp, meta in offsets.items()}
+    ends = {p.partition: high_watermark(bootstrap, topic, p.partition) for p in parts}
+    return {p: (committed.get(p, 0), end) for p, end in ends.items() if committed.get(p, 0) < end}
 
 
 def wait_for(predicate: Any, timeout_s: float, interval_s: float = 0.25, message: str = "") -> None:

@@ -222,11 +222,10 @@ def test_rejected_user_ids_are_redacted_in_the_rejection_log() -> None:
     import io
     import json as _json
 
-    from worker.ingest.deadletter import RawRecord
     from worker.ingest.pipeline import Pipeline, TopicRoute
     from worker.observe.logging import configure_logging
     from worker.observe.metrics import Metrics
-    from worker.records import Rejection, SourceRef, Stage
+    from worker.records import RawRecord, Rejection, SourceRef, Stage
 
     stream = io.StringIO()
     configure_logging(json=True, redact_user_ids=True, redaction_salt="s", stream=stream)

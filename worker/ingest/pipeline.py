@@ -20,12 +20,13 @@ import structlog
 
 from worker.archive.sink import ArchiveSink
 from worker.dlq_replay import ORIGIN_HEADER, parse_origin
-from worker.ingest.deadletter import DeadLetterWriter, RawRecord
+from worker.ingest.deadletter import DeadLetterWriter
 from worker.ingest.grouping import Batch, Batcher
 from worker.ingest.sender import Sender, Target
 from worker.mapping import EventDecoder
+from worker.observe.logging import RAW_EXCERPT_KEY, rejection_log_fields
 from worker.observe.metrics import Metrics
-from worker.records import CatalogUpdate, DatasetType, Interaction, Rejection, SourceRef, Stage
+from worker.records import CatalogUpdate, DatasetType, Interaction, RawRecord, Rejection, SourceRef, Stage
 from worker.schemas import DatasetSchema
 
 log = structlog.get_logger(__name__)
@@ -42,10 +43,6 @@ class TopicRoute:
     decoder: EventDecoder
     dlq_topic: str
     schema: DatasetSchema | None = None
-
-
-#: Rejected fields whose offending value identifies a person (redacted in logs when configured).
-IDENTITY_FIELDS = frozenset({"userId", "sessionId", "USER_ID", "anonymousId"})
 
 
 def origin_of(raw: RawRecord) -> SourceRef | None:
@@ -143,7 +140,7 @@ class Pipeline:
     def _route_one(self, route: TopicRoute, raw: RawRecord, now_wall: float, now: float) -> None:
         # A replayed record keeps the event ID derived from its first position.
         identity = origin_of(raw) or raw.source
-        decoded = route.decoder.decode(raw.value, identity, now_wall)
+        decoded = route.decoder.decode(raw.value, identity, now_wall, key=raw.key, timestamp_ms=raw.timestamp_ms)
         if isinstance(decoded, Rejection):
             self._dead_letter_one(route, raw, decoded)
             return
@@ -164,7 +161,8 @@ class Pipeline:
                               exception_class=f"{type(exc).__module__}.{type(exc).__name__}")
         with contextlib.suppress(Exception):  # logging must not prevent the dead letter
             log.error("internal error routing a record; dead-lettering it", topic=raw.source.topic,
-                      partition=raw.source.partition, offset=raw.source.offset, error=repr(exc)[:500])
+                      partition=raw.source.partition, offset=raw.source.offset, error_class=type(exc).__name__,
+                      **{RAW_EXCERPT_KEY: repr(exc)[:500]})
         self._write_dlq(route, raw, rejection)
 
     # -- batching --------------------------------------------------------------------------------
@@ -203,7 +201,8 @@ class Pipeline:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             # A bug, not a delivery outcome: the records stay uncommitted and are redelivered.
-            log.error("delivery task crashed", error=repr(task.exception()))
+            error = task.exception()
+            log.error("delivery task crashed", error_class=type(error).__name__, **{RAW_EXCERPT_KEY: repr(error)})
 
     def _flush_all(self) -> None:
         for batch in self._batcher.drain():
@@ -244,13 +243,9 @@ class Pipeline:
 
     def _dead_letter_one(self, route: TopicRoute, raw: RawRecord, rejection: Rejection) -> None:
         self._write_dlq(route, raw, rejection)  # first: a logging failure must not cost the record
-        details = rejection.to_dict()
-        if rejection.field in IDENTITY_FIELDS:
-            # Personal data: logged under a key the redaction processor hashes.
-            details["user_id"] = details.pop("value")
         with contextlib.suppress(Exception):  # the record is already on its way to the DLQ
             log.info("record rejected", topic=raw.source.topic, partition=raw.source.partition,
-                     offset=raw.source.offset, **details)
+                     offset=raw.source.offset, **rejection_log_fields(rejection))
 
     def _write_dlq(self, route: TopicRoute, raw: RawRecord, rejection: Rejection) -> None:
         self._dlq.write(route.dlq_topic, raw, rejection)

@@ -68,6 +68,17 @@ class DeliveryListener(Protocol):
     def config_recovered(self, target: Target) -> None: ...
 
 
+def batch_identities(target: Target, batch: Batch[Any, Any]) -> tuple[str, ...]:
+    """The user and session IDs a batch carries: scrubbed from log lines that quote the service."""
+    found: list[str] = []
+    for payload in batch.payloads():
+        if isinstance(payload, Interaction):
+            found.extend(i for i in (payload.user_id, payload.session_id) if i)
+        elif target.dataset_type is DatasetType.USERS and isinstance(payload, CatalogUpdate):
+            found.append(payload.entity_id)
+    return tuple(dict.fromkeys(found))
+
+
 def build_request(target: Target, batch: Batch[Any, Any]) -> dict[str, Any]:
     """The Put* request for a batch; PutEvents' user and session are request-level."""
     payloads = batch.payloads()
@@ -148,7 +159,7 @@ class Sender:
                     await self._isolate_poison(target, batch, code, message, listener)
                     return
                 if kind is ErrorKind.CONFIG_FAULT:
-                    await self._park_on_config_fault(target, code, message, listener)
+                    await self._park_on_config_fault(target, batch, code, message, listener)
                     deadline = DeliveryDeadline(self._clock(), self._timeout_s)
                     attempt = 0
                     continue
@@ -201,11 +212,12 @@ class Sender:
             exception_class=f"personalize.{code or 'InvalidInputException'}",
         )
         log.warning("record rejected by personalize", topic=target.topic, api=target.api, error=message,
-                    sources=[(s.partition, s.offset) for s in batch.sources()])
+                    sources=[(s.partition, s.offset) for s in batch.sources()],
+                    scrub=batch_identities(target, batch))  # AWS error messages may quote the request
         listener.dead_letter(target, batch.sources(), rejection)
 
     async def _park_on_config_fault(
-        self, target: Target, code: str | None, message: str, listener: DeliveryListener
+        self, target: Target, batch: Batch[Any, Any], code: str | None, message: str, listener: DeliveryListener
     ) -> None:
         if target.topic not in self._faulted:
             self._faulted.add(target.topic)
@@ -214,6 +226,7 @@ class Sender:
                 "configuration fault: stopping this topic until it is fixed; nothing is dead-lettered",
                 topic=target.topic, api=target.api, error_code=code, error=message,
                 setting=f"topics[{target.topic}].{setting} or the AWS credentials/permissions",
+                scrub=batch_identities(target, batch),
             )
             listener.config_fault(target, f"{code}: {message}")
         await asyncio.sleep(self._fault_retry_s)
@@ -228,7 +241,7 @@ class Sender:
             exception_class=f"personalize.{code or 'ConnectionError'}",
         )
         log.error("delivery timed out; dead-lettering for replay", topic=target.topic, api=target.api,
-                  events=len(batch.sources()), last_error=message)
+                  events=len(batch.sources()), last_error=message, scrub=batch_identities(target, batch))
         listener.dead_letter(target, batch.sources(), rejection)
 
 

@@ -172,6 +172,7 @@ def run_generate(
     manifest_path: str | None = None,
     progress: Callable[[int], None] | None = None,
     stop: threading.Event | None = None,
+    user_prefix: str = "u-",
 ) -> GenerateReport:
     """Produce the catalogue, the profiles, then `count` interactions; return what was acknowledged.
 
@@ -194,6 +195,7 @@ def run_generate(
         bad_fraction=bad_fraction,
         start_time=start_time,
         events_per_second=eps,
+        user_prefix=user_prefix,
     )
     report = GenerateReport(topic, seed, count, start_time, eps)
     acks = _Acks()

@@ -141,6 +141,7 @@ class ClickstreamGenerator:
         bad_fraction: float = 0.0,
         start_time: float,
         events_per_second: float = 100.0,
+        user_prefix: str = "u-",
     ) -> None:
         if users < 1 or items < 1 or categories < 1:
             raise ValueError("users, items and categories must each be at least 1")
@@ -156,7 +157,7 @@ class ClickstreamGenerator:
         world = random.Random(f"{seed}:world")  # independent of how many events are drawn
         self._rng = random.Random(f"{seed}:events")
         self._build_catalog(world, items, min(categories, items))
-        self._build_users(world, users)
+        self._build_users(world, users, user_prefix)
         self._seq = 0
         self._sessions_started = 0
         self._second = -1
@@ -203,8 +204,8 @@ class ClickstreamGenerator:
             for i, c in enumerate(item_cat)
         ]
 
-    def _build_users(self, rng: random.Random, users: int) -> None:
-        self.user_ids = [f"u-{u}" for u in range(users)]
+    def _build_users(self, rng: random.Random, users: int, prefix: str) -> None:
+        self.user_ids = [f"{prefix}{u}" for u in range(users)]
         self.user_tastes: dict[str, dict[str, float]] = {}
         self._taste: list[tuple[list[int], list[float]]] = []
         self._user_anon: list[str] = []

@@ -28,6 +28,8 @@ from typing import Any, TextIO
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from worker.records import Rejection
+
 #: Keys whose values identify a person (PutEvents' userId/sessionId, Segment's anonymousId).
 USER_ID_KEYS: frozenset[str] = frozenset(
     {"user_id", "userId", "session_id", "sessionId", "anonymous_id", "anonymousId"}
@@ -58,6 +60,20 @@ NOISY_LIBRARIES: tuple[str, ...] = (
 
 MASK = "***"
 
+#: Reserved log key: identities (user, anonymous, session IDs) to blank from every string of
+#: the line. Callers that log text which may quote a record (an error message echoing a
+#: request, a rejected value) pass the record's identities here; the key never reaches output.
+SCRUB_KEY = "scrub"
+
+#: Log key for text that may quote a record verbatim (the start of an unparseable record, an
+#: unexpected exception's text): omitted when redaction is on, because nothing in it can be
+#: told apart from personal data.
+RAW_EXCERPT_KEY = "raw_excerpt"
+
+#: Identities shorter than this are not scrubbed from text: a one- or two-character ID
+#: ("7") occurs in every timestamp and identifies nobody on its own.
+MIN_SCRUB_CHARS = 3
+
 #: AWS access key IDs are recognisable in free text (a message, an exception string).
 _AWS_ACCESS_KEY_RE = re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")
 
@@ -83,19 +99,43 @@ def _is_credential_key(key: str) -> bool:
     return any(part in lowered for part in CREDENTIAL_KEY_PARTS)
 
 
+def scrub_text(text: str, identities: Iterable[str], salt: str) -> str:
+    """`text` with every occurrence of each identity replaced by its `redact_id` hash."""
+    for identity in sorted({i for i in identities if len(i) >= MIN_SCRUB_CHARS}, key=len, reverse=True):
+        if identity in text:
+            text = text.replace(identity, redact_id(identity, salt))
+    return text
+
+
+def omitted(value: object) -> str:
+    """What a raw record excerpt becomes in a log line when redaction is on."""
+    size = len(value) if isinstance(value, str | bytes) else 0
+    return f"<omitted: {size} chars that may quote a record (observability.redact_user_ids)>"
+
+
 class RedactUserIds:
-    """structlog processor: hash the values of user/session identifier keys, at any depth."""
+    """structlog processor: no user or session identifier reaches a log line.
+
+    * values of identifier keys (`user_id`, `sessionId`, ...) are hashed, at any depth;
+    * identities passed under `scrub` are replaced by their hashes inside every string;
+    * excerpts of unparseable records (`raw_excerpt`) are omitted.
+    """
 
     def __init__(self, salt: str, keys: Iterable[str] = USER_ID_KEYS) -> None:
         self._salt = salt
         self._keys = frozenset(keys)
 
     def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+        scrub = event_dict.pop(SCRUB_KEY, None) or ()
+        identities = tuple(str(i) for i in scrub if i is not None and not isinstance(i, bool))
         for key, value in event_dict.items():
-            event_dict[key] = self._walk(key, value)
+            if key == RAW_EXCERPT_KEY and value is not None:
+                event_dict[key] = omitted(value)
+            else:
+                event_dict[key] = self._walk(key, value, identities)
         return event_dict
 
-    def _walk(self, key: object, value: Any) -> Any:
+    def _walk(self, key: object, value: Any, identities: tuple[str, ...]) -> Any:
         if (
             isinstance(key, str)
             and key in self._keys
@@ -104,11 +144,43 @@ class RedactUserIds:
             and value != ""
         ):
             return redact_id(str(value), self._salt)
+        if isinstance(value, str):
+            return scrub_text(value, identities, self._salt) if identities else value
         if isinstance(value, Mapping):
-            return {k: self._walk(k, v) for k, v in value.items()}
+            return {k: self._walk(k, v, identities) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
-            return [self._walk(None, v) for v in value]
+            return [self._walk(None, v, identities) for v in value]
         return value
+
+
+#: Rejected fields whose offending value identifies a person (hashed in logs when redaction is on).
+IDENTITY_FIELDS = frozenset({"userId", "sessionId", "USER_ID", "anonymousId"})
+
+
+def rejection_log_fields(rejection: Rejection) -> dict[str, object]:
+    """A rejection as log fields that the redaction processor can make safe.
+
+    The offending value goes under `user_id` when the field identifies a person (hashed),
+    under `raw_excerpt` when it is the start of an unparseable record (omitted), and the
+    identities found in the record ride along as `scrub` (blanked from every string).
+    """
+    details: dict[str, object] = dict(rejection.to_dict())
+    value = details.pop("value")
+    if value is not None:
+        if rejection.field in IDENTITY_FIELDS:
+            details["user_id"] = value
+        elif rejection.field is None:
+            details[RAW_EXCERPT_KEY] = value
+        else:
+            details["value"] = value
+    details[SCRUB_KEY] = rejection.identities
+    return details
+
+
+def drop_redaction_hints(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """structlog processor used when redaction is off: the `scrub` hint is not output."""
+    event_dict.pop(SCRUB_KEY, None)
+    return event_dict
 
 
 def mask_credentials(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
@@ -143,8 +215,7 @@ def _shared_processors(redact_user_ids: bool, redaction_salt: str) -> list[Proce
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    if redact_user_ids:
-        processors.append(RedactUserIds(redaction_salt))
+    processors.append(RedactUserIds(redaction_salt) if redact_user_ids else drop_redaction_hints)
     processors.append(mask_credentials)
     return processors
 
