@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -47,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("--topic", help="use this configured topic's mapping and schema")
     validate.add_argument("--dataset-type", choices=[t.value for t in DatasetType], default=None,
                           help="without a config: the default mapping and shipped schema for this type")
+    validate.add_argument("--redact", action="store_true",
+                          help="hash user/session IDs and omit excerpts of unparseable lines in the report "
+                          "(salt: observability.redaction_salt)")
 
     dlq = sub.add_parser("dlq", help="dead-letter topic tools")
     dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
@@ -54,7 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--topic", required=True, help="the dead-letter topic, e.g. clicks.dlq")
     replay.add_argument("--stage", action="append", choices=["mapping", "validation", "delivery"],
                         help="only records rejected at this stage (repeatable; default all)")
-    replay.add_argument("--bootstrap", help="Kafka bootstrap servers (default: from config/env)")
+    replay.add_argument("--bootstrap", help="Kafka bootstrap servers (default: --config / WORKER_CONFIG, "
+                        "then KAFKA_BOOTSTRAP_SERVERS or WORKER_KAFKA__BOOTSTRAP_SERVERS)")
     replay.add_argument("--from-beginning", action="store_true", help="ignore progress of earlier replays")
     replay.add_argument("--idle-timeout", type=float, default=3.0, help="stop after this many idle seconds")
     _add_config(replay)
@@ -85,9 +90,12 @@ def _parser() -> argparse.ArgumentParser:
     config_sub.add_parser("example", help="print a complete commented example configuration")
     config_sub.add_parser("reference", help="print the settings reference as a Markdown table")
 
+    from worker.local.personalize.args import DESCRIPTION, add_arguments
+
     local = sub.add_parser("local-personalize", help="run the local Personalize (development stand-in)",
-                           add_help=False)
-    local.add_argument("rest", nargs=argparse.REMAINDER)
+                           description=DESCRIPTION)
+    add_arguments(local)
+    local.set_defaults(local_personalize_parser=local)  # its errors name this subcommand
     return parser
 
 
@@ -157,17 +165,23 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     except (SchemaError, MappingConfigError) as exc:
         print(f"clickstream-worker: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    return run_validate(open_input(args.file), decoder, sys.stdout, now=time.time(), source_topic=name)
+    salt: str | None = None
+    if args.redact:
+        salt = (settings.observability.redaction_salt.get_secret_value() if settings is not None
+                else os.environ.get("WORKER_OBSERVABILITY__REDACTION_SALT", ""))
+    return run_validate(open_input(args.file), decoder, sys.stdout, now=time.time(), source_topic=name,
+                        redaction_salt=salt)
 
 
 def _cmd_dlq(args: argparse.Namespace) -> int:
-    from worker.config import KafkaSettings
+    from worker.config import load_kafka_settings
     from worker.dlq_replay import replay
 
-    if args.config or not args.bootstrap:
-        kafka = _load(args.config).kafka if args.config else KafkaSettings()
-    else:
-        kafka = KafkaSettings()
+    try:
+        kafka = load_kafka_settings(args.config)
+    except ConfigError as exc:
+        print(f"clickstream-worker: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     if args.bootstrap:
         kafka = kafka.model_copy(update={"bootstrap_servers": args.bootstrap})
     report = replay(
@@ -198,9 +212,13 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_local_personalize(args: argparse.Namespace) -> int:
-    from worker.local.personalize.server import main as local_main
-
-    return local_main(args.rest)
+    try:
+        from worker.local.personalize.server import run_from_args
+    except ImportError as exc:  # e.g. the worker image: no `local` extra
+        print(f"clickstream-worker: local-personalize needs the `local` extra "
+              f"(pip install 'clickstream-worker[local]'): {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return run_from_args(args, args.local_personalize_parser)
 
 
 def _cmd_scheduler(args: argparse.Namespace) -> int:

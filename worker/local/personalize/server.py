@@ -15,6 +15,7 @@ logging every request would cost more than serving it.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import signal
@@ -24,7 +25,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from worker.local.personalize.control.arns import DEFAULT_ACCOUNT, DEFAULT_REGION
+from worker.local.personalize.args import DESCRIPTION, add_arguments
 from worker.local.personalize.control.deps import ControlOptions
 from worker.local.personalize.control.plane import install
 from worker.local.personalize.control.timing import Timing
@@ -307,52 +308,16 @@ def _bound_url(runner: web.AppRunner, host: str, port: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse  # noqa: PLC0415 - only the command line needs it
+    parser = argparse.ArgumentParser(prog="python -m worker.local.personalize", description=DESCRIPTION)
+    add_arguments(parser)
+    return run_from_args(parser.parse_args(argv), parser)
 
-    parser = argparse.ArgumentParser(
-        prog="python -m worker.local.personalize",
-        description="Local Personalize: a development/test stand-in for Amazon Personalize (not AWS).",
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765, help="0 picks a free port (printed when ready)")
-    parser.add_argument("--data-dir", default=".data/local-personalize", help="SQLite state lives here")
-    parser.add_argument(
-        "--tracker",
-        action="append",
-        default=[],
-        metavar="TRACKING_ID",
-        help="pre-register an event tracker (repeatable)",
-    )
-    parser.add_argument(
-        "--dataset",
-        action="append",
-        default=[],
-        metavar="ARN",
-        help="register a dataset; type from the ARN's last segment, e.g. .../dataset/G/ITEMS",
-    )
-    parser.add_argument(
-        "--fast",
-        action="store_true",
-        help="every status transition takes 0.2 s instead of 10 s (tests and development)",
-    )
-    parser.add_argument(
-        "--transition-seconds",
-        type=float,
-        default=None,
-        metavar="S",
-        help="seconds per status transition step (overrides --fast; default 10)",
-    )
-    parser.add_argument(
-        "--s3-endpoint-url",
-        default=None,
-        help="S3 endpoint for import jobs (default: boto3's own, e.g. AWS_ENDPOINT_URL_S3)",
-    )
-    parser.add_argument("--account-id", default=DEFAULT_ACCOUNT, help="12-digit account ID in ARNs")
-    parser.add_argument("--region", default=DEFAULT_REGION, help="region of requests without a SigV4 scope")
-    parser.add_argument("--training-seed", type=int, default=42, help="seed of the offline split and HPO")
-    parser.add_argument("--log-level", default="WARNING")
-    parser.add_argument("--access-log", action="store_true", help="log every request (slow)")
-    args = parser.parse_args(argv)
+
+def run_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Serve until SIGTERM/SIGINT with the options `add_arguments` defined (parsed by `parser`).
+
+    An invalid option value exits through ``parser.error`` (usage and exit code 2).
+    """
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
     def announce(url: str) -> None:
