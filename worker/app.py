@@ -168,7 +168,8 @@ class Worker:
         # Beat from the start: waiting for Kafka is alive, not hung (liveness must stay green).
         beat = loop.create_task(self._beat())
         log.info("worker starting", topics=[t.name for t in settings.topics],
-                 bootstrap_servers=settings.kafka.bootstrap_servers, http_port=self.health.port)
+                 bootstrap_servers=settings.kafka.bootstrap_servers, http_port=self.health.port,
+                 isolation_level=settings.kafka.isolation_level, group_id=settings.kafka.group_id)
         producer = await self._connect_producer()
         if producer is None:  # stopped while waiting for Kafka
             beat.cancel()
