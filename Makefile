@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install dev test faults lint bench docs clean
+.PHONY: install dev test faults lint bench audit docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.run $(ARGS)
+
+# Exit 0 audited and clean, 1 vulnerabilities found, 3 NOT AUDITED (no advisory database reachable).
+audit: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,audit]'
+	$(BIN)/python deploy/dependency_audit.py
 
 faults: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider -m faults tests/faults

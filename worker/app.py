@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 import aiohttp
+import botocore.session
 import structlog
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
@@ -30,7 +31,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from worker.archive.sink import ArchiveSink
-from worker.config import WorkerSettings
+from worker.config import WorkerSettings, check_endpoint_security
 from worker.ingest.consumer import ConsumerThread
 from worker.ingest.deadletter import DeadLetterWriter
 from worker.ingest.lean_client import LeanEventsClient
@@ -73,6 +74,20 @@ def build_routes(settings: WorkerSettings) -> dict[str, TopicRoute]:
         routes[topic.name] = TopicRoute(target=target, decoder=decoder, dlq_topic=topic.dead_letter_topic,
                                         schema=schema)
     return routes
+
+
+def resolved_endpoint(service: str, region: str | None, endpoint_url: str | None) -> str:
+    """The endpoint botocore would use (AWS_ENDPOINT_URL_*, config files, the partition's default)."""
+    client = botocore.session.get_session().create_client(service, region_name=region, endpoint_url=endpoint_url)
+    return str(client.meta.endpoint_url)
+
+
+def check_events_endpoint(settings: WorkerSettings) -> None:
+    """ConfigError for a plain-http endpoint off this machine (`personalize.allow_insecure_http`)."""
+    personalize = settings.personalize
+    endpoint = resolved_endpoint("personalize-events", personalize.region, personalize.events_endpoint_url)
+    check_endpoint_security(endpoint, allow_insecure_http=personalize.allow_insecure_http,
+                            what="the Personalize Events endpoint")
 
 
 def events_client(settings: WorkerSettings) -> Any:
@@ -154,6 +169,7 @@ class Worker:
     async def run(self) -> int:
         settings = self.settings
         routes = build_routes(settings)
+        check_events_endpoint(settings)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT) if self._handle_signals else ():
             with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
@@ -204,6 +220,8 @@ class Worker:
                 on_config_fault=lambda topic, _msg: consumer.stop_topic(topic),
                 on_config_recovered=consumer.resume_topic,
                 archive=archive,
+                origin_key=(key.get_secret_value().encode()
+                            if (key := settings.dlq.replay_origin_key) is not None else None),
             )
             self._consumer, self._pipeline = consumer, pipeline
             pipeline.start()
@@ -241,6 +259,7 @@ class Worker:
             self.settings.scheduler, self.settings.kafka, region=self.settings.personalize.region,
             registry=self.metrics.registry,
             default_input_topics=[t for t, r in routes.items() if r.target.dataset_type is DatasetType.INTERACTIONS],
+            allow_insecure_http=self.settings.personalize.allow_insecure_http,
         )
         await asyncio.get_running_loop().run_in_executor(None, scheduler.start)
         return scheduler

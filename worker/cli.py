@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
                         "then KAFKA_BOOTSTRAP_SERVERS or WORKER_KAFKA__BOOTSTRAP_SERVERS)")
     replay.add_argument("--from-beginning", action="store_true", help="ignore progress of earlier replays")
     replay.add_argument("--idle-timeout", type=float, default=3.0, help="stop after this many idle seconds")
+    replay.add_argument("--source-topic", help="the only topic records may go back to (default: the configured "
+                        "topic whose dead-letter topic this is, else <name> for <name>.dlq)")
     _add_config(replay)
 
     generate = sub.add_parser("generate", help="produce a realistic synthetic clickstream to Kafka")
@@ -174,20 +176,35 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_dlq(args: argparse.Namespace) -> int:
-    from worker.config import load_kafka_settings
-    from worker.dlq_replay import replay
+    from kafka.errors import KafkaError
+
+    from worker.config import load_tool_settings
+    from worker.dlq_replay import allowed_sources, replay
 
     try:
-        kafka = load_kafka_settings(args.config)
-    except ConfigError as exc:
+        settings = load_tool_settings(args.config)
+        targets = allowed_sources(args.topic, {t.name: t.dead_letter_topic for t in settings.topics},
+                                  args.source_topic)
+    except (ConfigError, ValueError) as exc:
         print(f"clickstream-worker: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    kafka = settings.kafka
     if args.bootstrap:
         kafka = kafka.model_copy(update={"bootstrap_servers": args.bootstrap})
-    report = replay(
-        kafka.client_config(), args.topic, stages=set(args.stage) if args.stage else None,
-        from_beginning=args.from_beginning, idle_timeout_s=args.idle_timeout,
-    )
+    key = settings.dlq.replay_origin_key
+    if key is None:
+        print("clickstream-worker: warning: dlq.replay_origin_key is not set: replayed events without their own "
+              "ID get new IDs (one that had reached Personalize is stored twice)", file=sys.stderr)
+    try:
+        report = replay(
+            kafka.client_config(), args.topic, stages=set(args.stage) if args.stage else None,
+            from_beginning=args.from_beginning, idle_timeout_s=args.idle_timeout, targets=targets,
+            origin_key=key.get_secret_value().encode() if key is not None else None,
+        )
+    except (KafkaError, TimeoutError, OSError) as exc:
+        print(f"clickstream-worker: dlq replay failed ({type(exc).__name__}: {exc}); check kafka.bootstrap_servers "
+              f"({kafka.bootstrap_servers}) and that {args.topic} exists", file=sys.stderr)
+        return 1
     print(json.dumps(report.as_dict(), sort_keys=True))
     return 0
 

@@ -14,9 +14,11 @@ exactly as users expect.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import sys
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -43,6 +45,10 @@ def _default_schema_dir() -> Path:
 DEFAULT_SCHEMA_DIR = _default_schema_dir()
 
 _ARN_GROUP = re.compile(r"^arn:[a-z\d-]+:personalize:[^:]*:[^:]*:dataset/([^/]+)/")
+
+
+_MSK_REGION_FIX = ("kafka.msk_iam_region: OAUTHBEARER (MSK IAM) needs the cluster's region; fix: set "
+                   "kafka.msk_iam_region (WORKER_KAFKA__MSK_IAM_REGION) or AWS_REGION")
 
 
 class ConfigError(Exception):
@@ -114,6 +120,14 @@ class KafkaSettings(_Section):
         "this long, doubling up to 10 minutes; the other partitions keep flowing meanwhile.",
     )
 
+    @model_validator(mode="after")
+    def _msk_region(self) -> KafkaSettings:
+        if self.sasl_mechanism == "OAUTHBEARER" and not (
+            self.msk_iam_region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        ):
+            raise ValueError(_MSK_REGION_FIX.removeprefix("kafka.msk_iam_region: "))
+        return self
+
     def client_config(self) -> dict[str, Any]:
         """Settings shared by consumer, producer and admin client (security included)."""
         config: dict[str, Any] = {
@@ -132,7 +146,7 @@ class KafkaSettings(_Section):
         if self.sasl_mechanism == "OAUTHBEARER":
             region = self.msk_iam_region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
             if not region:
-                raise ConfigError("kafka.msk_iam_region: OAUTHBEARER (MSK IAM) needs a region; set it or AWS_REGION")
+                raise ConfigError(_MSK_REGION_FIX)
             config["sasl_oauth_token_provider"] = MskIamTokenProvider(region)
         if self.sasl_mechanism:
             config["sasl_mechanism"] = self.sasl_mechanism
@@ -222,11 +236,35 @@ class PersonalizeSettings(_Section):
         description="lean: longest wait from sending a call to its complete response; botocore: socket read "
         "timeout. A timed-out call is retried (backoff) until delivery_timeout_s.",
     )
+    allow_insecure_http: bool = Field(
+        False,
+        description="Accept a plain http:// Personalize endpoint on a host other than this machine (e.g. a "
+        "compose network's local stand-in). Off: such an endpoint is a start-up error, since signed requests "
+        "carrying user IDs would cross the network unencrypted.",
+    )
     parameter_validation: bool = Field(
         False,
         description="botocore client-side validation; off because the worker validates every record "
         "itself (stricter: maxima and patterns) and it costs CPU on every call.",
     )
+
+
+def check_endpoint_security(url: str, *, allow_insecure_http: bool, what: str) -> None:
+    """Refuse a plain-http endpoint off this machine unless `personalize.allow_insecure_http` is set."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "http" or allow_insecure_http:
+        return
+    host = parts.hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ConfigError(
+            f"{what} {url} is plain http to a host that is not this machine: signed requests carrying user IDs "
+            "would cross the network unencrypted. Fix: use https, or set personalize.allow_insecure_http: true "
+            "(WORKER_PERSONALIZE__ALLOW_INSECURE_HTTP=true) for a trusted network such as a compose stand-in"
+        )
 
 
 class DeliverySettings(_Section):
@@ -263,8 +301,34 @@ class ObservabilitySettings(_Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     redact_user_ids: bool = Field(True, description="Hash user/session IDs in logs (personal data).")
     redaction_salt: SecretStr = Field(SecretStr(""), description="Salt for the redaction hash.")
+    require_redaction_salt: bool = Field(
+        False,
+        description="Refuse to start while redaction is on and the salt is empty: unsalted hashes of guessable "
+        "user IDs can be reversed with a dictionary. The Kubernetes manifests turn it on.",
+    )
     http_host: str = "0.0.0.0"
     http_port: int = Field(9108, ge=0, le=65535, description="Serves /metrics, /healthz, /readyz.")
+
+    @model_validator(mode="after")
+    def _salt_when_required(self) -> ObservabilitySettings:
+        if self.require_redaction_salt and self.redact_user_ids and not self.redaction_salt.get_secret_value():
+            raise ValueError(
+                "observability.redaction_salt is empty while redact_user_ids and require_redaction_salt are on: "
+                "set WORKER_OBSERVABILITY__REDACTION_SALT (in Kubernetes: the redaction-salt key of the "
+                "clickstream-worker-secrets Secret) to a long random string"
+            )
+        return self
+
+
+class DlqSettings(_Section):
+    """Dead-letter replay."""
+
+    replay_origin_key: SecretStr | None = Field(
+        None,
+        description="Key shared by `dlq replay` and the worker: replayed records carry an HMAC of their "
+        "first position, and only then keep the event ID derived from it. Without it a replayed event "
+        "without its own ID gets a new ID (a record that had in fact reached Personalize is stored twice).",
+    )
 
 
 class WorkerSettings(_Section):
@@ -276,6 +340,7 @@ class WorkerSettings(_Section):
     delivery: DeliverySettings = DeliverySettings()
     validation: ValidationSettings = ValidationSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
+    dlq: DlqSettings = DlqSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
 
     @model_validator(mode="after")
@@ -315,28 +380,63 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise ConfigError(f"config file {path} does not exist: pass --config PATH or set WORKER_CONFIG") from exc
+        raise ConfigError(f"config file {path} does not exist; fix: pass --config PATH or set WORKER_CONFIG") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        # Not str(exc): PyYAML quotes the offending lines, which may hold a password.
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}; fix the file's syntax") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping at the top level, not {type(data).__name__}")
+        raise ConfigError(f"config file {path} must hold a mapping at the top level, not {type(data).__name__}; "
+                          "fix: start from `clickstream-worker config example`")
     return data
 
 
+#: Parts of a setting's name that mark a secret: its value is never echoed in an error.
+SECRET_NAME_PARTS = ("password", "secret", "salt", "token", "key", "credential", "sasl")
+
+
+def _shown_input(loc: tuple[Any, ...], value: Any) -> str:
+    """What an error may say about the offending input: never a secret, never a whole section.
+
+    A section-level error (no topics, a duplicate topic, a DLQ clash) has the whole settings
+    input as its `input`, secrets included: only its type is named.
+    """
+    if any(part in str(name).lower() for name in loc for part in SECRET_NAME_PARTS):
+        return "<hidden: a secret>"
+    if isinstance(value, SecretStr):
+        return "<hidden: a secret>"
+    if isinstance(value, dict | list | tuple):
+        return f"<a {type(value).__name__} of {len(value)} entries>"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:80] + "..."
+
+
 def format_validation_error(exc: ValidationError) -> str:
-    """One line per problem: the dotted setting, what is wrong, how to fix it."""
+    """One line per problem: the dotted setting, what is wrong, how to fix it (never a secret)."""
     lines = ["invalid configuration:"]
     for error in exc.errors():
-        loc = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        env = "WORKER_" + "__".join(str(p).upper() for p in error["loc"] if not isinstance(p, int))
+        loc = tuple(error["loc"])
         msg = error["msg"].removeprefix("Value error, ")
+        if not loc or (len(loc) == 1 and error["type"] == "value_error"):
+            # A rule over several settings: its message says what to change.
+            where = "topics" if msg.startswith(("no input topics", "topics:")) else ".".join(map(str, loc))
+            lines.append(f"  - {where or '(settings)'}: {msg}; fix: edit the config file given with --config FILE "
+                         "(or WORKER_CONFIG)")
+            continue
+        name = ".".join(str(part) for part in loc)
+        env = "WORKER_" + "__".join(str(p).upper() for p in loc if not isinstance(p, int))
         fix = {
             "missing": "add it to the config file",
             "extra_forbidden": "remove it (unknown setting; check the spelling against `config example`)",
         }.get(error["type"], "correct the value")
-        lines.append(f"  - {loc}: {msg} (got {error.get('input')!r}); fix: {fix}, or set {env}")
+        also = "" if any(isinstance(p, int) for p in loc) or loc[0] == "topics" else f", or set {env}"
+        # An unknown setting may be a misspelt secret ("pasword"): its value is never shown.
+        shown = "a value, not shown" if error["type"] == "extra_forbidden" else _shown_input(loc, error.get("input"))
+        lines.append(f"  - {name}: {msg} (got {shown}); fix: {fix}{also}")
     return "\n".join(lines)
 
 
@@ -352,13 +452,23 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> WorkerSet
         raise ConfigError(format_validation_error(exc)) from exc
 
 
-def load_kafka_settings(path: str | Path | None = None) -> KafkaSettings:
-    """Only the `kafka` section, with the same layers as `load_settings` (file, KAFKA_BOOTSTRAP_SERVERS,
-    WORKER_KAFKA__*): for tools such as `dlq replay` that need no topics."""
+class ToolSettings(_Section):
+    """What tools such as `dlq replay` read: any topics are optional."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    kafka: KafkaSettings = KafkaSettings()
+    dlq: DlqSettings = DlqSettings()
+    topics: list[TopicSettings] = Field(default_factory=list)
+
+
+def load_tool_settings(path: str | Path | None = None) -> ToolSettings:
+    """The `kafka`, `dlq` and `topics` sections with the same layers as `load_settings` (file,
+    KAFKA_BOOTSTRAP_SERVERS, WORKER_*), without requiring topics."""
     try:
-        return KafkaSettings.model_validate(_layered(path, {}).get("kafka", {}))
+        return ToolSettings.model_validate(_layered(path, {}))
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc).replace("  - ", "  - kafka.")) from exc
+        raise ConfigError(format_validation_error(exc)) from exc
 
 
 def _layered(path: str | Path | None, overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -383,4 +493,5 @@ class _WorkerEnv(BaseSettings):
     delivery: dict[str, Any] | None = None
     validation: dict[str, Any] | None = None
     observability: dict[str, Any] | None = None
+    dlq: dict[str, Any] | None = None
     scheduler: dict[str, Any] | None = None

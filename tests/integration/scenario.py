@@ -44,13 +44,13 @@ class Scenario:
         self.run_id = uuid.uuid4().hex[:8]
 
     def worker(self, extra_topics: list[dict[str, Any]] | None = None, *, kafka: dict[str, Any] | None = None,
-               env: dict[str, str] | None = None) -> WorkerProcess:
+               env: dict[str, str] | None = None, extra: dict[str, Any] | None = None) -> WorkerProcess:
         n = len(self.workers)
         config = write_config(
             self.tmp / f"worker{n}.yaml", self.bootstrap, self.lp.endpoint_url,
             [{"name": self.topic, "dataset_type": "interactions", "tracking_id": TRACKING_ID},
              *(extra_topics or [])],
-            group_id=self.group, http_port=free_port(), delivery=self.delivery, kafka=kafka,
+            group_id=self.group, http_port=free_port(), delivery=self.delivery, kafka=kafka, extra=extra,
         )
         process = WorkerProcess(config, self.tmp / f"worker{n}.log", env=env)
         self.workers.append(process)

@@ -687,6 +687,8 @@ def resolve_env_refs(command: DocumentedCommand) -> dict[str, str]:
             env[name] = POD_NAME
         elif source.get("secretKeyRef", {}).get("optional"):
             continue  # an optional Secret that does not exist: the variable is unset
+        elif source.get("secretKeyRef", {}).get("key") == "redaction-salt":
+            env[name] = "test-salt-from-the-clickstream-worker-secrets-secret"
         else:
             pytest.fail(f"{command.key}: no test value for {name} from {raw}")
     return env

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kafka import KafkaProducer
 
 from tests.integration.worker_support import Produced, WorkerProcess, free_port, read_topic, wait_for, write_config
 
@@ -76,26 +78,93 @@ def test_delivery_timeout_dead_letters_then_replay_delivers(scenario: Any) -> No
     assert worker.terminate() == 0
 
 
-def test_replay_of_a_record_already_delivered_is_deduplicated(scenario: Any) -> None:
-    """A record without its own ID gets an ID derived from its *first* position, even replayed."""
-    s = scenario(delivery={"delivery_timeout_s": 1.5})
-    worker = s.worker().start()
-    worker.wait_ready()
-    event = {"userId": "u1", "anonymousId": "a1", "event": "view", "timestamp": time.time(),
-             "properties": {"productId": "p1"}}
-    s.lp.set_faults(error_rate=1.0)
+REPLAY_KEY = "replay-key-for-tests"
+
+
+def _replay(s: Any, *args: str, key: str | None = REPLAY_KEY) -> dict[str, Any]:
+    env = {**os.environ, **({"WORKER_DLQ__REPLAY_ORIGIN_KEY": key} if key else {})}
+    result = subprocess.run([sys.executable, "-m", "worker.cli", "dlq", "replay", "--topic", f"{s.topic}.dlq",
+                             "--bootstrap", s.bootstrap, *args], check=False, timeout=120,
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def _dead_letter_one_event(s: Any, worker: Any, event: dict[str, Any]) -> None:
     from tests.integration.worker_support import produce
 
-    produce(s.bootstrap, s.topic, [(b"u1", json.dumps({**event, "timestamp": "2026-11-22T10:00:00Z"}).encode())])
+    s.lp.set_faults(error_rate=1.0)
+    produce(s.bootstrap, s.topic, [(b"u1", json.dumps(event).encode())])
     read_topic(s.bootstrap, f"{s.topic}.dlq", 1, timeout_s=60)
     s.lp.clear_faults()
+
+
+EVENT = {"userId": "u1", "anonymousId": "a1", "event": "view", "timestamp": "2026-11-22T10:00:00Z",
+         "properties": {"productId": "p1"}}
+
+
+def test_replay_of_a_record_already_delivered_is_deduplicated(scenario: Any) -> None:
+    """A record without its own ID keeps the ID of its *first* position when replayed with the shared key."""
+    s = scenario(delivery={"delivery_timeout_s": 1.5})
+    worker = s.worker(extra={"dlq": {"replay_origin_key": REPLAY_KEY}}).start()
+    worker.wait_ready()
+    _dead_letter_one_event(s, worker, EVENT)
     for _ in range(2):  # replaying twice must not create two training rows
-        subprocess.run([sys.executable, "-m", "worker.cli", "dlq", "replay", "--topic", f"{s.topic}.dlq",
-                        "--bootstrap", s.bootstrap, "--from-beginning"], check=True, timeout=120,
-                       capture_output=True)
+        report = _replay(s, "--from-beginning")
+        assert report["origin_signed"] is True and report["replayed"] >= 1
     wait_for(lambda: s.lp.stats()["duplicate_events"] >= 1, 60, message=str(s.lp.stats()))
     assert len(s.stored_ids()) == 1
+    assert worker.metric("clickstream_origin_headers_ignored_total") == 0
     assert worker.terminate() == 0
+
+
+def test_unauthenticated_origin_headers_are_ignored_and_counted(scenario: Any) -> None:
+    """A producer cannot borrow another record's position (and so its event ID) with a bare header,
+    and a replay without the key gives up deduplication instead of trusting one."""
+    from tests.integration.worker_support import produce
+
+    s = scenario(delivery={"delivery_timeout_s": 1.5})
+    worker = s.worker(extra={"dlq": {"replay_origin_key": REPLAY_KEY}}).start()
+    worker.wait_ready()
+    produce(s.bootstrap, s.topic, [(b"u1", json.dumps(EVENT).encode())])
+    wait_for(lambda: len(s.stored_ids()) == 1, 60, message="first event stored")
+    victim = s.stored_ids()[0]
+    producer = KafkaProducer(bootstrap_servers=s.bootstrap)
+    for event_type, mac in (("purchase", None), ("add-to-cart", b"0" * 64)):  # no MAC, then a wrong one
+        headers = [("clickstream.origin", f"{s.topic}:0:0".encode())]
+        headers += [("clickstream.origin.mac", mac)] if mac else []
+        forged = {**EVENT, "event": event_type}
+        producer.send(s.topic, key=b"u1", value=json.dumps(forged).encode(), headers=headers)
+    producer.flush(10)
+    producer.close()
+    wait_for(lambda: len(s.stored_ids()) == 3, 60, message=f"forged events stored under their own IDs {s.lp.stats()}")
+    assert victim in s.stored_ids()
+    assert worker.metric("clickstream_origin_headers_ignored_total", reason="unauthenticated") == 1
+    assert worker.metric("clickstream_origin_headers_ignored_total", reason="invalid") == 1
+
+    # A replay without the key: the event is delivered, with a new ID (a documented trade-off).
+    _dead_letter_one_event(s, worker, {**EVENT, "event": "click"})
+    report = _replay(s, "--stage", "delivery", key=None)
+    assert report["origin_signed"] is False and report["replayed"] == 1
+    wait_for(lambda: len(s.stored_ids()) == 4, 60, message="replayed event stored")
+    assert worker.metric("clickstream_origin_headers_ignored_total", reason="unauthenticated") == 2
+    assert worker.terminate() == 0
+
+
+def test_replay_publishes_only_to_the_dead_letter_topics_source(scenario: Any, kafka_topic: Any) -> None:
+    s = scenario()
+    other = kafka_topic(partitions=1, prefix="elsewhere")
+    producer = KafkaProducer(bootstrap_servers=s.bootstrap)
+    for target in (s.topic, other):
+        headers = [("__connect.errors.topic", target.encode()), ("__connect.errors.partition", b"0"),
+                   ("__connect.errors.offset", b"1"), ("__connect.errors.stage", b"delivery")]
+        producer.send(f"{s.topic}.dlq", value=json.dumps(EVENT).encode(), headers=headers)
+    producer.flush(10)
+    producer.close()
+    report = _replay(s)
+    assert report["replayed"] == 1 and report["by_target"] == {s.topic: 1}
+    assert report["refused"] == 1 and report["refused_targets"] == {other: 1}
+    assert read_topic(s.bootstrap, other, 0, timeout_s=5, idle_s=1.0) == []
 
 
 def test_validate_command_reports_invalid_lines(tmp_path: Path) -> None:

@@ -138,7 +138,7 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float = 60.
 
 def write_config(path: Path, bootstrap: str, endpoint_url: str, topics: list[dict[str, Any]],
                  *, group_id: str, http_port: int, delivery: dict[str, Any] | None = None,
-                 kafka: dict[str, Any] | None = None) -> Path:
+                 kafka: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> Path:
     config = {
         "kafka": {"bootstrap_servers": bootstrap, "group_id": group_id, "commit_interval_s": 0.5,
                   **TANSU_CONSUMER, **(kafka or {})},
@@ -147,6 +147,7 @@ def write_config(path: Path, bootstrap: str, endpoint_url: str, topics: list[dic
                      "config_fault_retry_s": 1.0, **(delivery or {})},
         "observability": {"http_host": "127.0.0.1", "http_port": http_port, "log_format": "json"},
         "topics": topics,
+        **(extra or {}),
     }
     path.write_text(yaml.safe_dump(config))
     return path

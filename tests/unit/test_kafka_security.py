@@ -47,8 +47,13 @@ def test_oauthbearer_settings_build_a_provider(monkeypatch: pytest.MonkeyPatch) 
     config = settings.client_config()
     assert isinstance(config["sasl_oauth_token_provider"], MskIamTokenProvider)
     assert config["sasl_mechanism"] == "OAUTHBEARER" and config["security_protocol"] == "SASL_SSL"
-    with pytest.raises(ConfigError, match="msk_iam_region"):
-        KafkaSettings(security_protocol="SASL_SSL", sasl_mechanism="OAUTHBEARER").client_config()
+    with pytest.raises(ValueError, match="msk_iam_region"):  # refused when the settings load, not at connect
+        KafkaSettings(security_protocol="SASL_SSL", sasl_mechanism="OAUTHBEARER")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    valid = KafkaSettings(security_protocol="SASL_SSL", sasl_mechanism="OAUTHBEARER")
+    monkeypatch.delenv("AWS_REGION")
+    with pytest.raises(ConfigError, match="msk_iam_region"):  # and again should the region vanish meanwhile
+        valid.client_config()
 
 
 def test_scram_and_tls_settings_pass_through() -> None:

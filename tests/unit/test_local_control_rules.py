@@ -110,3 +110,19 @@ def test_control_faults_parse_count_down_and_keep_the_old_shape() -> None:
     for bad in ({"fail_next_trainings": -1}, {"fail_next_campaign_updates": 1.5}, {"training_seconds": "x"}):
         with pytest.raises(ValueError):
             parse_settings(bad)
+
+
+@pytest.mark.parametrize("payload", [
+    {"latency_ms": 3_600_000}, {"latency_ms": float("inf")}, {"latency_ms": float("nan")}, {"throttle_rps": 1e300},
+    {"error_rate": 1.5}, {"error_rate": -0.1}, {"training_seconds": 1e9}, {"control_throttle_rps": float("nan")},
+    {"fail_next_trainings": 10**9}, {"fail_next_campaign_updates": -1}, {"latency_ms": "100"}, {"error_rate": None},
+])
+def test_fault_values_are_bounded_and_finite(payload: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        parse_settings(payload)
+
+
+def test_fault_values_at_their_bounds_are_accepted() -> None:
+    settings = parse_settings({"latency_ms": 60_000, "throttle_rps": 0, "error_rate": 1.0, "training_seconds": 3600,
+                               "fail_next_trainings": 1000})
+    assert settings.latency_ms == 60_000.0 and settings.error_rate == 1.0

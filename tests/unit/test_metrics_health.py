@@ -278,3 +278,34 @@ def test_probes_answer_and_detect_a_stuck_event_loop() -> None:
     assert results["healthy"][0] == 200
     assert results["stuck"][0] == 503
     assert results["stuck"][1] < 2.0
+
+
+def test_idle_connections_are_capped_and_timed_out_so_probes_keep_answering(probes: Probes) -> None:
+    """300 idle connections once held 300 threads: now at most `max_connections` are served,
+    the rest are closed at once, and idle ones are dropped after the handler timeout."""
+    import socket
+    import threading
+    import time
+    import urllib.request
+
+    srv = HealthServer("127.0.0.1", 0, Metrics(), readiness=probes.readiness, liveness=probes.liveness,
+                       handler_timeout_s=0.5, max_connections=8)
+    srv.start()
+    idle: list[socket.socket] = []
+    try:
+        threads_before = threading.active_count()
+        for _ in range(300):
+            idle.append(socket.create_connection(("127.0.0.1", srv.port), timeout=2))
+        deadline = time.monotonic() + 5
+        while srv.refused_connections < 300 - 8 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert srv.refused_connections >= 300 - 8
+        assert threading.active_count() - threads_before <= 8
+        time.sleep(1.0)  # past the handler timeout: the idle ones are gone
+        with urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/healthz", timeout=2) as response:
+            assert response.status == 200
+        assert threading.active_count() - threads_before <= 1
+    finally:
+        for sock in idle:
+            sock.close()
+        srv.stop()

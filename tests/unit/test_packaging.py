@@ -29,7 +29,7 @@ from packaging.utils import canonicalize_name
 from prometheus_client import CollectorRegistry
 
 from worker.archive.sink import ArchiveMetrics
-from worker.config import WorkerSettings, load_settings
+from worker.config import ConfigError, WorkerSettings, load_settings
 from worker.local.generate_cmd import add_generate_arguments
 from worker.observe.health import HealthServer
 from worker.observe.metrics import Metrics
@@ -452,7 +452,7 @@ def test_kustomization_lists_every_manifest() -> None:
     assert sorted(listed) == sorted(p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
     kinds = {o["kind"] for o in k8s_objects()}
     assert kinds >= {"Namespace", "ServiceAccount", "ConfigMap", "Deployment", "Service", "PodDisruptionBudget",
-                     "ScaledObject", "TriggerAuthentication"}  # fmt: skip
+                     "ScaledObject", "TriggerAuthentication", "NetworkPolicy"}  # fmt: skip
     namespaces = {o["metadata"].get("namespace") for o in k8s_objects() if o["kind"] != "Namespace"}
     assert namespaces == {k8s("Namespace")["metadata"]["name"]}
 
@@ -643,3 +643,32 @@ def test_msk_policies_name_the_configured_topics_and_groups(tmp_path: Path) -> N
     scaled = k8s("ScaledObject")["spec"]["triggers"][0]["metadata"]
     assert {r.rsplit("/", 1)[1] for r in keda["kafka-cluster:DescribeTopic"]} == {scaled["topic"]}
     assert {r.rsplit("/", 1)[1] for r in keda["kafka-cluster:DescribeGroup"]} == {scaled["consumerGroup"]}
+
+
+def test_network_policy_admits_only_prometheus_and_the_kubelet_to_the_metrics_port() -> None:
+    policy = k8s("NetworkPolicy")["spec"]
+    pod_labels = k8s("Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["policyTypes"] == ["Ingress"]
+    (rule,) = policy["ingress"]
+    container = k8s("Deployment")["spec"]["template"]["spec"]["containers"][0]
+    port_names = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert [port_names[p["port"]] for p in rule["ports"]] == [9108]
+    prometheus, nodes = rule["from"]
+    assert prometheus["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "prometheus"}
+    assert "namespaceSelector" in prometheus  # both selectors in one peer: AND, not OR
+    assert list(nodes) == ["ipBlock"]
+
+
+def test_the_redaction_salt_is_required_in_kubernetes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    container = k8s("Deployment")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    salt = env["WORKER_OBSERVABILITY__REDACTION_SALT"]["valueFrom"]["secretKeyRef"]
+    assert not salt.get("optional", False), "a missing salt Secret must keep the pod from starting"
+    assert env["WORKER_OBSERVABILITY__REQUIRE_REDACTION_SALT"]["value"] == "true"
+    monkeypatch.setenv("WORKER_OBSERVABILITY__REQUIRE_REDACTION_SALT", "true")
+    monkeypatch.setenv("WORKER_OBSERVABILITY__REDACTION_SALT", "")
+    with pytest.raises(ConfigError, match="redaction_salt"):
+        k8s_worker(tmp_path)
+    monkeypatch.setenv("WORKER_OBSERVABILITY__REDACTION_SALT", "a-long-random-salt")
+    assert k8s_worker(tmp_path)[0].observability.require_redaction_salt

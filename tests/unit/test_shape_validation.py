@@ -190,14 +190,23 @@ def test_every_personalize_model_compiles() -> None:
         assert RequestValidator(model).operations == frozenset(model.operation_names)
 
 
-def test_patterns_are_searched_not_anchored_but_dollar_is_strict() -> None:
+def test_patterns_match_the_whole_value_and_dollar_is_strict() -> None:
     name = compile_pattern("^[a-zA-Z0-9][a-zA-Z0-9\\-_]*")
-    assert name.search("abc!") is not None  # Smithy: not implicitly anchored
-    assert name.search("-abc") is None
+    assert name.fullmatch("abc-1_2") is not None
+    assert name.fullmatch("abc!") is None  # a name is names' characters throughout
+    assert name.fullmatch("x/../../..") is None
+    assert name.fullmatch("-abc") is None
     strict = compile_pattern("^[a-z]+$")
-    assert strict.search("abc") is not None
-    assert strict.search("abc\n") is None  # Python's plain $ would accept this
-    assert compile_pattern("\\p{ASCII}+").search("\u00e9") is None
+    assert strict.fullmatch("abc") is not None
+    assert strict.fullmatch("abc\n") is None  # Python's plain $ would accept this
+    assert compile_pattern("\\p{ASCII}+").fullmatch("\u00e9") is None
+
+
+def test_a_path_is_not_a_resource_name(control: RequestValidator) -> None:
+    for name in ("x/../../..", "group name", "ok\n", "a" * 64):
+        violation = control.validate("CreateDatasetGroup", {"name": name})
+        assert violation is not None and "name" in violation.message, name
+    assert control.validate("CreateDatasetGroup", {"name": "clickstream-demo_1"}) is None
 
 
 SYNTHETIC = {

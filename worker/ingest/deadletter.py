@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 from kafka.errors import MessageSizeTooLargeError
 
+from worker.observe.logging import mask_access_keys
 from worker.records import Header, RawRecord, Rejection, SourceRef
 
 log = structlog.get_logger(__name__)
@@ -45,7 +46,7 @@ def error_headers(record: RawRecord, rejection: Rejection) -> list[Header]:
         "offset": str(record.source.offset),
         "stage": rejection.stage.value,
         "exception.class.name": rejection.exception_class,
-        "exception.message": rejection.describe(),
+        "exception.message": mask_access_keys(rejection.describe()),
         "rule": rejection.rule,
         "field": rejection.field or "",
     }

@@ -19,9 +19,9 @@ from typing import Any
 import structlog
 
 from worker.archive.sink import ArchiveSink
-from worker.dlq_replay import ORIGIN_HEADER, parse_origin
 from worker.ingest.deadletter import DeadLetterWriter
 from worker.ingest.grouping import Batch, Batcher
+from worker.ingest.origin import OriginCheck, check_origin
 from worker.ingest.sender import Sender, Target
 from worker.mapping import EventDecoder
 from worker.observe.logging import RAW_EXCERPT_KEY, rejection_log_fields
@@ -45,15 +45,6 @@ class TopicRoute:
     schema: DatasetSchema | None = None
 
 
-def origin_of(raw: RawRecord) -> SourceRef | None:
-    """The first position of a record re-published by `dlq replay`, if it carries one."""
-    for key, value in raw.headers:
-        if key == ORIGIN_HEADER:
-            parsed = parse_origin(value.decode("utf-8", "replace"))
-            return SourceRef(*parsed) if parsed else None
-    return None
-
-
 #: Records decoded per event-loop turn (about 1 ms of work); see `Pipeline.submit`.
 DECODE_SLICE = 32
 
@@ -73,6 +64,7 @@ class Pipeline:
         on_config_fault: Callable[[str, str], None] | None = None,
         on_config_recovered: Callable[[str], None] | None = None,
         archive: ArchiveSink | None = None,
+        origin_key: bytes | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -85,6 +77,8 @@ class Pipeline:
         self._on_fault = on_config_fault
         self._on_recovered = on_config_recovered
         self._archive = archive
+        self._origin_key = origin_key
+        self._origin_warned: set[tuple[str, OriginCheck]] = set()
         self._clock = clock
         self._wall_clock = wall_clock
         self._batcher: Batcher[BatchKey, Interaction | CatalogUpdate] = Batcher(max_entries=10, linger_s=linger_s)
@@ -138,8 +132,7 @@ class Pipeline:
         self._wakeup.set()
 
     def _route_one(self, route: TopicRoute, raw: RawRecord, now_wall: float, now: float) -> None:
-        # A replayed record keeps the event ID derived from its first position.
-        identity = origin_of(raw) or raw.source
+        identity = self._identity(raw) if raw.headers else raw.source
         decoded = route.decoder.decode(raw.value, identity, now_wall, key=raw.key, timestamp_ms=raw.timestamp_ms)
         if isinstance(decoded, Rejection):
             self._dead_letter_one(route, raw, decoded)
@@ -153,6 +146,20 @@ class Pipeline:
             full = self._batcher.add(key, decoded, raw.source, now, coalesce_id=decoded.entity_id, size=raw.size)
         if full is not None:
             self._dispatch(full)
+
+    def _identity(self, raw: RawRecord) -> SourceRef:
+        """A replayed record keeps the event ID of its first position, if `dlq replay` signed it."""
+        check, origin = check_origin(raw.headers, self._origin_key, raw.key, raw.value)
+        if check is OriginCheck.VERIFIED and origin is not None:
+            return origin
+        if check is not OriginCheck.NONE:
+            self._metrics.origin_headers_ignored.labels(topic=raw.source.topic, reason=check.value).inc()
+            if (raw.source.topic, check) not in self._origin_warned:
+                self._origin_warned.add((raw.source.topic, check))
+                log.warning("ignoring a replay origin header that is not authenticated; the record is identified "
+                            "by its own position (dlq.replay_origin_key)", topic=raw.source.topic,
+                            partition=raw.source.partition, offset=raw.source.offset, reason=check.value)
+        return raw.source
 
     def _internal_error(self, route: TopicRoute, raw: RawRecord, exc: Exception) -> None:
         """A bug while routing a record: dead-letter it (replayable once fixed) instead of stalling."""

@@ -25,6 +25,41 @@ from worker.observe.metrics import CONTENT_TYPE, Metrics
 
 Probe = Callable[[], tuple[bool, dict[str, Any]]]
 
+#: Longest a connection may sit idle or trickle its request: a probe or a scrape takes
+#: milliseconds, so this only sheds idle or slow clients holding a thread each.
+HANDLER_TIMEOUT_S = 5.0
+#: Connections served at once; more are closed at once (a scraper and two probes need three).
+MAX_CONNECTIONS = 32
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    """One thread per connection, at most `MAX_CONNECTIONS` of them."""
+
+    daemon_threads = True
+    request_queue_size = 128  # the listen backlog: a burst is accepted (and refused) rather than left in SYN retries
+
+    def __init__(self, *args: Any, max_connections: int = MAX_CONNECTIONS, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self.refused = 0
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.refused += 1
+            self.shutdown_request(request)  # over the cap: close at once, no thread
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
 
 class LoopHeartbeat:
     """When the asyncio loop last ran a tick.
@@ -67,13 +102,18 @@ class HealthServer:
         metrics: Metrics,
         readiness: Probe,
         liveness: Probe,
+        *,
+        handler_timeout_s: float = HANDLER_TIMEOUT_S,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
+        self._handler_timeout_s = handler_timeout_s
+        self._max_connections = max_connections
         self._host = host
         self._requested_port = port
         self._metrics = metrics
         self._readiness = readiness
         self._liveness = liveness
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _BoundedServer | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -84,6 +124,11 @@ class HealthServer:
         return self._requested_port
 
     @property
+    def refused_connections(self) -> int:
+        """Connections closed unserved because `max_connections` were busy."""
+        return self._server.refused if self._server is not None else 0
+
+    @property
     def url(self) -> str:
         return f"http://{self._host}:{self.port}"
 
@@ -91,15 +136,15 @@ class HealthServer:
         if self._server is not None:
             return
         try:
-            server = ThreadingHTTPServer((self._host, self._requested_port), _make_handler(self))
+            server = _BoundedServer((self._host, self._requested_port), _make_handler(self, self._handler_timeout_s),
+                                    max_connections=self._max_connections)
         except OSError as exc:
             from worker.config import ConfigError  # noqa: PLC0415 - config imports observe modules
 
             raise ConfigError(
                 f"observability.http_port: cannot listen on {self._host}:{self._requested_port} ({exc.strerror}); "
-                "choose a free port (WORKER_OBSERVABILITY__HTTP_PORT) or 0 for any"
+                "fix: choose a free port (WORKER_OBSERVABILITY__HTTP_PORT) or 0 for any"
             ) from None
-        server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="health-server", daemon=True
@@ -151,10 +196,11 @@ def _json_body(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, default=str, sort_keys=True).encode("utf-8")
 
 
-def _make_handler(owner: HealthServer) -> type[BaseHTTPRequestHandler]:
+def _make_handler(owner: HealthServer, handler_timeout_s: float) -> type[BaseHTTPRequestHandler]:
     class _Handler(BaseHTTPRequestHandler):
         server_version = "clickstream-worker"
         sys_version = ""
+        timeout = handler_timeout_s  # socket timeout: an idle or trickling client is dropped
 
         def do_GET(self) -> None:
             self._reply(include_body=True)

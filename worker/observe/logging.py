@@ -44,6 +44,10 @@ CREDENTIAL_KEY_PARTS: tuple[str, ...] = (
     "authorization",
     "sasl",
     "api_key",
+    "salt",
+    "private_key",
+    "signing_key",
+    "origin_key",
 )
 
 #: Libraries that log chattily at INFO/DEBUG; held at WARNING unless asked otherwise.
@@ -194,6 +198,11 @@ def mask_credentials(logger: WrappedLogger, method_name: str, event_dict: EventD
     return event_dict
 
 
+def mask_access_keys(text: str) -> str:
+    """`text` with AWS access key IDs blanked (they can surface in service error messages)."""
+    return _AWS_ACCESS_KEY_RE.sub(MASK, text) if ("AKIA" in text or "ASIA" in text) else text
+
+
 def _mask(key: object, value: Any) -> Any:
     if isinstance(key, str) and _is_credential_key(key) and value is not None:
         return MASK
@@ -201,8 +210,8 @@ def _mask(key: object, value: Any) -> Any:
         return {k: _mask(k, v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_mask(None, v) for v in value]
-    if isinstance(value, str) and ("AKIA" in value or "ASIA" in value):
-        return _AWS_ACCESS_KEY_RE.sub(MASK, value)
+    if isinstance(value, str):
+        return mask_access_keys(value)
     return value
 
 

@@ -149,6 +149,13 @@ class Metrics:
             ["topic"],
             registry=r,
         )
+        self.origin_headers_ignored = Counter(
+            "clickstream_origin_headers_ignored",
+            "Records whose replay origin header was not honoured (unauthenticated: no MAC or no "
+            "dlq.replay_origin_key; invalid: a MAC that does not verify).",
+            ["topic", "reason"],
+            registry=r,
+        )
         self.partitions_assigned = Gauge(
             "clickstream_partitions_assigned", "Partitions currently assigned to this worker.", registry=r
         )
@@ -182,6 +189,7 @@ class Metrics:
         # removed, so the child each combination returns can be memoised safely. (Not
         # `consumer_lag`: its children are removed when a partition is revoked.)
         for metric in (self.events_consumed, self.events_delivered, self.events_dead_lettered, self.put_requests,
+                       self.origin_headers_ignored,
                        self.put_latency, self.events_per_call, self.delivery_retries, self.batch_linger,
                        self.commits):
             metric.labels = functools.lru_cache(maxsize=1024)(metric.labels)  # type: ignore[method-assign,assignment]

@@ -88,7 +88,8 @@ def _reconciler(
 
     config = settings.kafka.client_config()
     return Reconciler(
-        personalize_client(scheduler, settings.personalize.region),
+        personalize_client(scheduler, settings.personalize.region,
+                           allow_insecure_http=settings.personalize.allow_insecure_http),
         scheduler.solutions,
         store=store,
         publisher=LifecyclePublisher(None, None, scheduler.event_source),

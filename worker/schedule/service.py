@@ -40,14 +40,22 @@ log = structlog.get_logger(__name__)
 BURST = 5
 
 
-def personalize_client(settings: SchedulerSettings, region: str | None) -> Any:
-    """boto3 ``personalize`` (control plane) with bounded timeouts and standard retries."""
-    return boto3.client(
+def personalize_client(settings: SchedulerSettings, region: str | None, *, allow_insecure_http: bool = False) -> Any:
+    """boto3 ``personalize`` (control plane) with bounded timeouts and standard retries.
+
+    Raises ConfigError for a plain-http endpoint off this machine (`personalize.allow_insecure_http`).
+    """
+    from worker.config import check_endpoint_security  # noqa: PLC0415 - worker.config imports this package
+
+    client = boto3.client(
         "personalize",
         region_name=region,
         endpoint_url=settings.personalize_endpoint_url,
         config=Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 3}),
     )
+    check_endpoint_security(client.meta.endpoint_url, allow_insecure_http=allow_insecure_http,
+                            what="the Personalize control-plane endpoint (scheduler)")
+    return client
 
 
 class Scheduler:
@@ -63,6 +71,7 @@ class Scheduler:
         default_input_topics: Sequence[str] = (),
         client: Any = None,
         lease_overrides: Mapping[str, int] | None = None,
+        allow_insecure_http: bool = False,
     ) -> None:
         self.settings = settings
         self._kafka_config = kafka.client_config()
@@ -76,7 +85,8 @@ class Scheduler:
         topics = settings.input_topics or list(default_input_topics)
         self.volume = VolumeCounter(self._kafka_config, timeout_s=timeout)
         self.reconciler = Reconciler(
-            client if client is not None else personalize_client(settings, region),
+            client if client is not None else personalize_client(settings, region,
+                                                                 allow_insecure_http=allow_insecure_http),
             settings.solutions,
             store=self.store,
             publisher=self.publisher,

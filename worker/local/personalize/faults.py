@@ -37,6 +37,7 @@ three-key API sees exactly what it saw before.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections.abc import Callable
@@ -71,6 +72,21 @@ class FaultSettings:
         return {k: v for k, v in values.items() if k in _DATA_PLANE_KEYS or v != _CONTROL_DEFAULTS[k]}
 
 
+#: Upper bounds of the fault settings: a latency of hours or a throttle of 1e300 requests/s is a
+#: mistake (or an attack on a shared stand-in), not a test.
+FAULT_LIMITS: dict[str, float] = {
+    "throttle_rps": 1_000_000.0, "error_rate": 1.0, "latency_ms": 60_000.0, "training_seconds": 3_600.0,
+    "control_throttle_rps": 1_000_000.0, "fail_next_trainings": 1_000, "fail_next_campaign_updates": 1_000,
+}
+
+
+def _check_number(name: str, value: Any) -> None:
+    if value is None:
+        return
+    if type(value) not in (int, float) or not math.isfinite(value) or not 0 <= value <= FAULT_LIMITS[name]:
+        raise ValueError(f"{name} must be a number from 0 to {FAULT_LIMITS[name]:g}")
+
+
 def parse_settings(payload: Any) -> FaultSettings:
     """Validate a ``POST /_local/faults`` body; raises ValueError with a readable reason."""
     if not isinstance(payload, dict):
@@ -83,10 +99,9 @@ def parse_settings(payload: Any) -> FaultSettings:
     error_rate = payload.get("error_rate", 0.0)
     latency = payload.get("latency_ms", 0.0)
     for name, value in (("throttle_rps", throttle), ("error_rate", error_rate), ("latency_ms", latency)):
-        if value is not None and (type(value) not in (int, float) or value < 0):
-            raise ValueError(f"{name} must be a non-negative number")
-    if error_rate is None or error_rate > 1:
-        raise ValueError("error_rate must be between 0.0 and 1.0")
+        _check_number(name, value)
+    if error_rate is None:
+        raise ValueError("error_rate must be a number from 0 to 1")
     return FaultSettings(
         throttle_rps=None if throttle is None else float(throttle),
         error_rate=float(error_rate),
@@ -99,13 +114,12 @@ def _parse_control(payload: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in ("fail_next_trainings", "fail_next_campaign_updates"):
         value = payload.get(name, 0)
-        if type(value) is not int or value < 0:
-            raise ValueError(f"{name} must be a non-negative integer")
+        if type(value) is not int or not 0 <= value <= FAULT_LIMITS[name]:
+            raise ValueError(f"{name} must be an integer from 0 to {FAULT_LIMITS[name]:g}")
         out[name] = value
     for name in ("training_seconds", "control_throttle_rps"):
         value = payload.get(name)
-        if value is not None and (type(value) not in (int, float) or value < 0):
-            raise ValueError(f"{name} must be a non-negative number")
+        _check_number(name, value)
         out[name] = None if value is None else float(value)
     out["training_seconds"] = out["training_seconds"] or 0.0
     return out

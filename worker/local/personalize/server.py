@@ -253,7 +253,7 @@ def register(store: Store, trackers: Iterable[str], datasets: Iterable[str], arn
             raise ValueError(f"tracking ID must have 1 to 256 characters: {tracking_id!r}")
         store.register_tracker(tracking_id)
     for arn in datasets:
-        if len(arn) > 256 or pattern.search(arn) is None:
+        if len(arn) > 256 or pattern.fullmatch(arn) is None:
             raise ValueError(f"not a Personalize ARN: {arn!r}")
         store.register_dataset(arn, dataset_type_from_arn(arn), dataset_group_from_arn(arn))
 

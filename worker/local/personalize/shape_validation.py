@@ -243,11 +243,15 @@ def _render(value: object, sensitive: bool) -> str | None:
 
 
 def compile_pattern(pattern: str) -> re.Pattern[str]:
-    """Compile a Smithy (ECMAScript) pattern for `re.search`.
+    """Compile a Smithy (ECMAScript) pattern for `re.fullmatch`.
 
     Python's `re` lacks Unicode property classes (``\\p{L}``, ``\\p{ASCII}``, used by the
     control-plane tag shapes), so they are expanded to explicit ranges; a trailing ``$``
     becomes ``\\Z`` because Python's ``$`` also matches before a final newline.
+
+    The whole value must match: the models anchor names only at the start
+    (``^[a-zA-Z0-9][a-zA-Z0-9\\-_]*``), and a search would accept ``x/../../..`` as a name
+    because ``x`` matches; the service validates the whole value.
     """
     pattern = _expand_unicode_properties(pattern)
     if pattern.endswith("$") and not pattern.endswith("\\$"):
@@ -321,7 +325,7 @@ def _string_check(shape: Shape, sensitive: bool) -> Check:
             raise _Invalid(
                 "max_length", f"Member must have length less than or equal to {hi}", _render(value, sensitive)
             )
-        if pattern is not None and pattern.search(value) is None:
+        if pattern is not None and pattern.fullmatch(value) is None:
             raise _Invalid(
                 "pattern",
                 f"Member must satisfy regular expression pattern: {raw_pattern}",
