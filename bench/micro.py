@@ -134,9 +134,34 @@ async def _aiohttp_posts(endpoint: str, bodies: list[bytes], concurrency: int) -
         return (time.process_time() - began) / len(bodies) * 1e6
 
 
+async def _transport_posts(endpoint: str, bodies: list[bytes], concurrency: int) -> float:
+    """The same through the lean client's transport, `worker.ingest.http_transport` (µs per call)."""
+    from worker.ingest.http_transport import AiohttpTransport  # noqa: PLC0415
+
+    parts = urlsplit(endpoint)
+    transport = AiohttpTransport(f"{parts.scheme}://{parts.netloc}", ssl_context=None, max_connections=concurrency,
+                                 connect_timeout_s=5.0, response_timeout_s=30.0)
+    await transport.start()
+    headers = {"Host": parts.netloc, "Content-Type": "application/json",
+               "Authorization": "AWS4-HMAC-SHA256 Credential=x", "X-Amz-Date": "20260601T120000Z"}
+
+    async def post(body: bytes) -> None:
+        response = await transport.post("/events", headers, body)
+        if response.status != 200:
+            raise RuntimeError(f"local Personalize answered {response.status}")
+
+    try:
+        await asyncio.gather(*(post(b) for b in bodies[:50]))
+        began = time.process_time()
+        await asyncio.gather(*(post(b) for b in bodies))
+        return (time.process_time() - began) / len(bodies) * 1e6
+    finally:
+        await transport.close()
+
+
 async def _pool_posts(endpoint: str, bodies: list[bytes], concurrency: int) -> float:
-    """The same through the lean client's `worker.ingest.http1.Http1Pool` (µs per call)."""
-    from worker.ingest.http1 import Http1Pool  # noqa: PLC0415
+    """The same through the former hand-written pool, `bench.http1_pool` (µs per call; a baseline)."""
+    from bench.http1_pool import Http1Pool  # noqa: PLC0415
 
     parts = urlsplit(endpoint)
     pool = Http1Pool(host=parts.hostname or "127.0.0.1", port=parts.port or 80, ssl_context=None,
@@ -255,7 +280,9 @@ def main(argv: list[str] | None = None) -> int:
         us["SigV4 reference signer, cached key / call (bench.sigv4)"] = per_call_us(reference_sign, 5000)
         us["aiohttp POST, client side / call (concurrency 64)"] = asyncio.run(
             _aiohttp_posts(endpoint, bodies[:4000], 64))
-        us["http1 pool POST (lean client), client side / call (concurrency 64)"] = asyncio.run(
+        us["aiohttp transport POST (lean client now), client side / call (concurrency 64)"] = asyncio.run(
+            _transport_posts(endpoint, bodies[:4000], 64))
+        us["http1 pool POST (lean client before), client side / call (concurrency 64)"] = asyncio.run(
             _pool_posts(endpoint, bodies[:4000], 64))
         one = [{**r, "eventList": r["eventList"][:1]} for r in requests[:2000]]
         for validation in (True, False):
@@ -284,12 +311,14 @@ def _model(us: dict[str, float], fill: float) -> dict[str, Any]:
     per_event = kafka + us["decode (map + validate) / event"]
     build = us["build request + orjson.dumps / call"]
     aiohttp = us["aiohttp POST, client side / call (concurrency 64)"]
-    pool = us["http1 pool POST (lean client), client side / call (concurrency 64)"]
+    pool = us["http1 pool POST (lean client before), client side / call (concurrency 64)"]
+    transport = us["aiohttp transport POST (lean client now), client side / call (concurrency 64)"]
     sign_old = us["SigV4 via botocore AWSRequest + SigV4Auth / call (lean client before)"]
     sign_ref = us["SigV4 reference signer, cached key / call (bench.sigv4)"]
     out: dict[str, Any] = {"per_event_us (kafka + decode)": round(per_event, 1)}
     variants = (("aiohttp + botocore signer", sign_old, aiohttp), ("aiohttp + cached-key signer", sign_ref, aiohttp),
-                ("http1 pool + cached-key signer (lean client now)", sign_ref, pool))
+                ("http1 pool + cached-key signer (lean client before)", sign_ref, pool),
+                ("aiohttp transport + cached-key signer (lean client now)", sign_ref, transport))
     for label, sign, http in variants:
         per_call = build + sign + http
         for f in (fill, 10.0):

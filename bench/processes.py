@@ -115,15 +115,16 @@ class Measured:
 class WorkerProc(Measured):
     """`clickstream-worker run --config FILE` (as `python -m worker.cli`, the same entry point).
 
-    With `consumer_overrides`, `bench.worker_variant` runs it instead: the same worker with
-    KafkaConsumer settings overridden (labelled runs only).
+    With `consumer_overrides` or `transport`, `bench.worker_variant` runs it instead: the same
+    worker with KafkaConsumer settings or the lean client's HTTP overridden (labelled runs only).
     """
 
-    def __init__(self, config: Path, log_path: Path, consumer_overrides: dict[str, Any] | None = None) -> None:
+    def __init__(self, config: Path, log_path: Path, consumer_overrides: dict[str, Any] | None = None,
+                 transport: str | None = None) -> None:
         command = [sys.executable, "-m", "worker.cli", "run", "--config", str(config)]
-        if consumer_overrides:
+        if consumer_overrides or transport:
             command = [sys.executable, "-m", "bench.worker_variant", "--config", str(config),
-                       "--consumer", json.dumps(consumer_overrides)]
+                       "--consumer", json.dumps(consumer_overrides or {}), "--transport", transport or "aiohttp"]
         super().__init__(command, log_path)
         self.port = int(yaml.safe_load(config.read_text())["observability"]["http_port"])
 

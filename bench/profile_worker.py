@@ -63,7 +63,7 @@ INCLUSIVE: dict[str, tuple[str, str]] = {
     "kafka record parsing": ("kafka/record/default_records.py", "_read_msg"),
     "consumer completions": ("worker/ingest/consumer.py", "_apply_completions"),
     "aiohttp client request": ("aiohttp/client.py", "_request"),
-    "HTTP pool send (lean client)": ("worker/ingest/http1.py", "send"),
+    "HTTP transport post (lean client)": ("worker/ingest/http_transport.py", "post"),
     "prometheus metrics": ("prometheus_client/metrics.py", "observe"),
 }
 

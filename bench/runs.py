@@ -50,6 +50,7 @@ class RunSpec:
     delivery: dict[str, Any] = field(default_factory=dict)
     client: str | None = None
     consumer_overrides: dict[str, Any] = field(default_factory=dict)  # via bench.worker_variant
+    transport: str | None = None  # "http1": the lean client on its former pool, via bench.worker_variant
     faults: dict[str, Any] | None = None
     timeout_s: float = 300.0
     quiet_timeout_s: float = 120.0  # how long to wait for other load to stop before starting (0: don't)
@@ -78,7 +79,8 @@ def _start_processes(stack: Stack, spec: RunSpec, topic: str, endpoint: str, wor
             tracking_id=TRACKING_ID, group_id=group, delivery={"put_events_rps": UNLIMITED_RPS, **spec.delivery},
             client=spec.client,
         )  # fmt: skip
-        procs.append(WorkerProc(config, workdir / f"worker{index}.log", spec.consumer_overrides).start())
+        procs.append(WorkerProc(config, workdir / f"worker{index}.log", spec.consumer_overrides,
+                                spec.transport).start())
     return procs
 
 
@@ -204,6 +206,7 @@ def _result(
         "processes": len(procs),
         "client": spec.client,
         "consumer_overrides": spec.consumer_overrides or None,
+        "transport": spec.transport,
         "delivery": spec.delivery,
         "faults": spec.faults,
         "expected_events": len(expected_ids),

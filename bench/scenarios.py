@@ -5,6 +5,8 @@ Scenarios (``--only`` takes these names, comma-separated):
 baseline           naive consumer, one synchronous boto3 put_events per event (small backlog: it is slow)
 worker_full        `clickstream-worker run`, defaults, draining a large realistic backlog; also "1 process"
 worker_botocore    the same with ``personalize.client: botocore`` (when the build has that option)
+client_compare     one backlog drained by the lean client on aiohttp (shipped), on its former hand-written
+                   HTTP pool (bench.http1_pool, a variant) and by aiobotocore: events/s and CPU per 1,000 events
 worker_dense       the same backlog regrouped so each visitor's events are contiguous ("dense sessions")
 worker_long        SYNTHETIC: dense, with sessions 5x longer, so batches are nearly full (fill upper bound)
 latency_full       paced at 100 % of worker_full's measured rate: latency at full load
@@ -63,7 +65,7 @@ SIZES: dict[str, Sizes] = {
                   sweep_latency=True, repeats=3),
 }
 
-SCENARIOS = ("baseline", "worker_full", "worker_botocore", "worker_dense", "worker_long",
+SCENARIOS = ("baseline", "worker_full", "worker_botocore", "client_compare", "worker_dense", "worker_long",
              "latency_full", "latency_half", "quota", "scaling", "sweep_linger", "sweep_concurrency")
 
 
@@ -146,6 +148,17 @@ def worker_botocore(ctx: Context) -> list[dict[str, Any]]:
     data = ctx.backlog(ctx.sizes.botocore)
     return [ctx.run(RunSpec("worker_botocore", "worker, aiobotocore client (backlog)", dataset=data,
                             client="botocore"))]
+
+
+def client_compare(ctx: Context) -> list[dict[str, Any]]:
+    """The lean client on aiohttp (shipped) vs on its former hand-written pool vs aiobotocore, same data."""
+    data = ctx.backlog(ctx.sizes.full)
+    return [
+        ctx.run(RunSpec("client_lean_aiohttp", "worker, lean client on aiohttp (shipped)", dataset=data)),
+        ctx.run(RunSpec("client_lean_http1", "worker, lean client on the former hand-written pool (variant)",
+                        dataset=data, transport="http1")),
+        ctx.run(RunSpec("client_aiobotocore", "worker, aiobotocore client", dataset=data, client="botocore")),
+    ]
 
 
 def worker_dense(ctx: Context) -> list[dict[str, Any]]:
@@ -233,6 +246,7 @@ RUNNERS: dict[str, Callable[[Context], list[dict[str, Any]]]] = {
     "baseline": baseline,
     "worker_full": worker_full,
     "worker_botocore": worker_botocore,
+    "client_compare": client_compare,
     "worker_dense": worker_dense,
     "worker_long": worker_long,
     "latency_full": latency_full,

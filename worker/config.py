@@ -226,9 +226,9 @@ class PersonalizeSettings(_Section):
     )
     client: Literal["lean", "botocore"] = Field(
         "lean",
-        description="lean: botocore credentials + SigV4 over a pre-serialised body on a keep-alive "
-        "HTTP/1.1 pool (about 20x less CPU per call; no HTTP proxy support); botocore: aiobotocore's full "
-        "client (honours proxy settings).",
+        description="lean: botocore credentials (refreshed off the event loop) + SigV4 over a pre-serialised "
+        "body on aiohttp's keep-alive pool (several times less CPU per call; no HTTP proxy support); botocore: "
+        "aiobotocore's full client (honours proxy settings).",
     )
     connect_timeout_s: float = Field(5.0, gt=0)
     read_timeout_s: float = Field(

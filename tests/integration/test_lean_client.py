@@ -139,3 +139,96 @@ def unused_tcp_port() -> int:
 )
 def test_signed_host_drops_only_the_default_port(endpoint: str, host: str) -> None:
     assert _client(endpoint)._host == host
+
+
+class SlowStsCredentials:
+    """Refreshable credentials whose refresh takes `delay_s` (a slow STS) or fails (STS down)."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+        self.down = False
+        self.calls = 0
+
+    def get_frozen_credentials(self) -> Any:
+        import time
+
+        self.calls += 1
+        if self.calls > 1:  # the first read is at start-up; later ones refresh
+            time.sleep(self.delay_s)
+            if self.down:
+                raise ConnectionError("STS unreachable")
+        return Credentials("AKIDEXAMPLE", "secret-example", f"token-{self.calls}").get_frozen_credentials()
+
+
+def test_a_slow_or_failing_credential_refresh_never_blocks_the_event_loop(unused_tcp_port: int) -> None:
+    """Signing read refreshable credentials on the event loop: a 2 s STS stalled every call by 2 s."""
+    from worker.ingest.credentials import CredentialCache
+
+    async def handler(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=200)
+
+    async def scenario() -> None:
+        app = web.Application()
+        app.router.add_post("/events", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", unused_tcp_port).start()
+        sts = SlowStsCredentials(delay_s=2.0)
+        client = _client(f"http://127.0.0.1:{unused_tcp_port}")
+        client._credentials = CredentialCache(sts, refresh_every_s=0.2)
+        loop = asyncio.get_running_loop()
+        worst_gap = 0.0
+        try:
+            async with client:
+                began = loop.time()
+                while loop.time() - began < 3.0:  # spans a 2 s refresh in the background thread
+                    tick = loop.time()
+                    await client.put_events(**_request())
+                    await asyncio.sleep(0.01)
+                    worst_gap = max(worst_gap, loop.time() - tick)
+                sts.down = True  # the next refreshes fail: signing goes on with what it has
+                deadline = loop.time() + 8.0
+                while client._credentials.failures == 0 and loop.time() < deadline:
+                    await client.put_events(**_request())
+                    await asyncio.sleep(0.05)
+                assert client._credentials.failures >= 1
+                await client.put_events(**_request())
+        finally:
+            await runner.cleanup()
+        assert worst_gap < 0.5, f"a call waited {worst_gap:.2f} s: the refresh ran on the event loop"
+        assert sts.calls >= 2, "credentials were refreshed in the background"
+
+    asyncio.run(scenario())
+
+
+def test_a_session_token_with_a_line_break_is_a_credentials_fault_and_nothing_is_sent(unused_tcp_port: int) -> None:
+    from worker.ingest.http_transport import InvalidHeaderValueError
+
+    received: list[bytes] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        received.append(await request.read())
+        return web.Response(status=200)
+
+    async def scenario() -> None:
+        app = web.Application()
+        app.router.add_post("/events", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", unused_tcp_port).start()
+        session = botocore.session.get_session()
+        session.set_credentials("AKIDEXAMPLE", "secret-example", "tok\r\nX-Injected: 1")
+        client = LeanEventsClient(region="eu-west-1", endpoint_url=f"http://127.0.0.1:{unused_tcp_port}",
+                                  max_connections=2, connect_timeout_s=2, read_timeout_s=5, botocore_session=session)
+        try:
+            async with client:
+                with pytest.raises(InvalidHeaderValueError) as caught:
+                    await client.put_events(**_request())
+        finally:
+            await runner.cleanup()
+        code, status, _message = error_info(caught.value)
+        assert classify(code, status) is ErrorKind.CONFIG_FAULT  # the topic stops; nothing is dead-lettered
+
+    asyncio.run(scenario())
+    assert received == []

@@ -1,4 +1,4 @@
-"""A lean Personalize Events client: botocore's credentials and SigV4 over a keep-alive pool.
+"""A lean Personalize Events client: botocore's credentials and SigV4 over aiohttp's keep-alive pool.
 
 Why: a full botocore/aiobotocore call costs ~1 ms of CPU (parameter validation, model-driven
 serialisation, `sentAt` conversion through dateutil, user-agent assembly, event hooks), which
@@ -7,18 +7,20 @@ built the exact wire structures, so this client only does what the wire needs:
 
 - endpoint and region resolved by botocore itself (so ``AWS_ENDPOINT_URL_PERSONALIZE_EVENTS``,
   config files, FIPS/dual-stack settings behave exactly as with boto3);
-- credentials from botocore's standard chain; refreshable credentials are re-read on every
-  call (``get_frozen_credentials`` is cheap and refreshes when close to expiry);
+- credentials from botocore's standard chain, read and refreshed in a thread ahead of expiry
+  (`worker/ingest/credentials.py`): signing never waits for STS on the event loop;
 - a JSON body serialised once (orjson, ~13x faster than ``json.dumps`` here), signed with
   SigV4 (`worker/ingest/sigv4.py`: botocore's algorithm with the derived key cached per
   day; signing name ``personalize``, the same as botocore uses for this service; tests
   re-derive every signature with botocore's signer);
+- HTTP through aiohttp's connection pool (`worker/ingest/http_transport.py`: header values
+  checked for CR/LF/NUL, bounded response heads and bodies, no reuse of a connection that
+  received bytes nobody asked for);
 - errors parsed like botocore's rest-json parser (``x-amzn-ErrorType`` header first, then the
   body's ``code``/``__type``), raised as `LeanClientError` with a botocore-shaped ``response``,
   so the sender classifies them exactly as it classifies ``ClientError``.
-HTTP goes through `worker/ingest/http1.py` (why not aiohttp: measured there). TLS verifies
-against botocore's CA bundle (``AWS_CA_BUNDLE`` / ``ca_bundle`` in the config file, else
-certifi's). Proxies are not supported: use ``personalize.client: botocore`` behind one.
+TLS verifies against botocore's CA bundle (``AWS_CA_BUNDLE`` / ``ca_bundle`` in the config file,
+else certifi's). Proxies are not supported: use ``personalize.client: botocore`` behind one.
 Retries stay in the sender (it owns backoff, rate limiting and the delivery deadline).
 """
 
@@ -28,14 +30,15 @@ import datetime
 import json
 import ssl
 import urllib.parse
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 import botocore.session
 import orjson
-from botocore.exceptions import NoCredentialsError
 from botocore.httpsession import get_cert_path
 
-from worker.ingest.http1 import Http1Pool
+from worker.ingest.credentials import CredentialCache
+from worker.ingest.http_transport import AiohttpTransport, Response
 from worker.ingest.sigv4 import sign_post_json
 
 SIGNING_NAME = "personalize"
@@ -74,6 +77,19 @@ def parse_error(status: int, headers: Any, body: bytes) -> LeanClientError:
     return LeanClientError(code, message, status, headers.get("x-amzn-requestid"))
 
 
+class Transport(Protocol):
+    """What the client needs of HTTP: POST one pre-built request, get the complete response."""
+
+    async def start(self) -> None: ...
+
+    async def post(self, path: str, headers: Mapping[str, str], body: bytes) -> Response: ...
+
+    async def close(self) -> None: ...
+
+
+TransportFactory = Callable[..., Transport]
+
+
 class LeanEventsClient:
     """`put_events` / `put_items` / `put_users` with the same keyword arguments as boto3."""
 
@@ -86,13 +102,14 @@ class LeanEventsClient:
         connect_timeout_s: float,
         read_timeout_s: float,
         botocore_session: botocore.session.Session | None = None,
+        transport: TransportFactory | None = None,
     ) -> None:
         session = botocore_session or botocore.session.get_session()
         # A throwaway client resolves region and endpoint exactly as boto3 would.
         resolver = session.create_client("personalize-events", region_name=region, endpoint_url=endpoint_url)
         self.endpoint_url: str = resolver.meta.endpoint_url.rstrip("/")
         self.region: str = resolver.meta.region_name
-        self._credentials = session.get_credentials()
+        self._credentials = CredentialCache(session.get_credentials())
         parsed = urllib.parse.urlsplit(self.endpoint_url)
         default_port = {"http": 80, "https": 443}.get(parsed.scheme)
         # The Host header botocore signs: the port only when it is not the scheme's default.
@@ -106,50 +123,43 @@ class LeanEventsClient:
             ssl_context = ssl.create_default_context(
                 cafile=session.get_config_variable("ca_bundle") or get_cert_path(True)
             )
-        self._pool_args: dict[str, Any] = {
-            "host": hostname, "port": parsed.port or default_port, "ssl_context": ssl_context,
-            "max_connections": max_connections, "connect_timeout_s": connect_timeout_s,
-            "response_timeout_s": read_timeout_s,
-        }
-        self._http: Http1Pool | None = None
+        origin = f"{parsed.scheme}://{hostname}" + (f":{parsed.port}" if parsed.port else "")
+        self._http: Transport = (transport or AiohttpTransport)(
+            origin, ssl_context=ssl_context, max_connections=max_connections, connect_timeout_s=connect_timeout_s,
+            response_timeout_s=read_timeout_s,
+        )
+        self._started = False
 
     async def __aenter__(self) -> LeanEventsClient:
-        self._http = Http1Pool(**self._pool_args)
+        await self._credentials.start()
+        await self._http.start()
+        self._started = True
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
     async def close(self) -> None:
-        if self._http is not None:
+        if self._started:
+            self._started = False
             await self._http.close()
-            self._http = None
+            await self._credentials.close()
 
     def _signed_headers(self, path: str, body: bytes) -> dict[str, str]:
-        if self._credentials is None:
-            raise NoCredentialsError()
-        frozen = self._credentials.get_frozen_credentials()  # refreshed by botocore when near expiry
+        frozen = self._credentials.current()  # a snapshot: refreshed in a thread, never here
         signed = sign_post_json(
             access_key=frozen.access_key, secret_key=frozen.secret_key, token=frozen.token,
             region=self.region, service=SIGNING_NAME, host=self._host, path=path, body=body,
             amz_date=datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ"),
         )
-        return {"Content-Type": "application/json", "User-Agent": USER_AGENT, **signed}
-
-    def _request_bytes(self, path: str, body: bytes) -> bytes:
-        """The request head (Host, Content-Length, signed headers) followed by the body."""
-        fields = "".join(f"{name}: {value}\r\n" for name, value in self._signed_headers(path, body).items())
-        if any(c in fields.replace("\r\n", "") for c in "\r\n"):  # a line break would inject headers
-            raise ValueError("a request header value contains a line break (check the session token)")
-        head = f"POST {path} HTTP/1.1\r\nHost: {self._host}\r\nContent-Length: {len(body)}\r\n{fields}\r\n"
-        return head.encode("latin-1") + body
+        return {"Host": self._host, "Content-Type": "application/json", "User-Agent": USER_AGENT, **signed}
 
     async def _call(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
-        if self._http is None:
+        if not self._started:
             raise RuntimeError("LeanEventsClient used outside `async with`")
         path = self._base_path + _PATHS[operation]
         body = orjson.dumps(request)
-        response = await self._http.send(self._request_bytes(path, body))
+        response = await self._http.post(path, self._signed_headers(path, body), body)
         if 200 <= response.status < 300:
             return {"ResponseMetadata": {"HTTPStatusCode": response.status}}
         raise parse_error(response.status, response.headers, response.body)

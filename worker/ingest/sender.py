@@ -38,7 +38,9 @@ API_BY_TYPE = {
 }
 
 #: Exceptions raised by botocore before any HTTP exchange that mean "no usable credentials".
-_CREDENTIAL_ERRORS = ("NoCredentialsError", "PartialCredentialsError", "NoRegionError")
+_CREDENTIAL_ERRORS = ("NoCredentialsError", "PartialCredentialsError", "NoRegionError",
+                      # A header value with a line break can only come from the credentials (the session token).
+                      "InvalidHeaderValueError")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +100,7 @@ def build_request(target: Target, batch: Batch[Any, Any]) -> dict[str, Any]:
 
 
 def error_info(exc: BaseException) -> tuple[str | None, int | None, str]:
-    """(error code, HTTP status, message) from a botocore/aiohttp failure; (None, None) = network."""
+    """(error code, HTTP status, message) from a client failure; (None, None) = network (any OSError)."""
     response = getattr(exc, "response", None)
     if isinstance(response, dict) and "Error" in response:
         error = response.get("Error", {})
@@ -113,7 +115,7 @@ def error_info(exc: BaseException) -> tuple[str | None, int | None, str]:
 
 
 class Sender:
-    """Sends batches with one aiobotocore client per service; safe for many concurrent batches."""
+    """Sends batches through one Personalize Events client (lean or aiobotocore); safe for many concurrent batches."""
 
     def __init__(
         self,

@@ -1,4 +1,16 @@
-"""A small HTTP/1.1 keep-alive connection pool for the lean client (asyncio + httptools).
+"""The lean client's former hand-written HTTP/1.1 pool: a MEASURED BASELINE only, not shipped.
+
+Until the security review, `worker.ingest.http1` (asyncio + httptools) carried the lean
+client's requests. It was replaced by aiohttp's maintained pool (`worker.ingest.http_transport`)
+because of protocol bugs that review found: bytes trailing a complete response were parsed as
+the next response, header-injection checks removed CRLF pairs before looking, response heads
+had no size limit. It lives on here, unchanged apart from `Http1Transport` at the end, so that
+`make bench` can compare the new client with the old one in the same run
+(`bench.worker_variant --transport http1`). Never use it for real traffic.
+
+Original notes follow.
+
+A small HTTP/1.1 keep-alive connection pool for the lean client (asyncio + httptools).
 
 Why not aiohttp: the lean client sends one request shape, a POST whose head and body are
 already built and signed, and at full load it sends several thousand per second from one
@@ -247,3 +259,27 @@ class Http1Pool:
         self._open.clear()
         self._idle.clear()
         await asyncio.sleep(0)  # let the transports run their close callbacks
+
+
+class Http1Transport:
+    """The old pool behind the lean client's transport interface (bench variant only)."""
+
+    def __init__(self, base_url: str, *, ssl_context: ssl.SSLContext | None, max_connections: int,
+                 connect_timeout_s: float, response_timeout_s: float) -> None:
+        from urllib.parse import urlsplit  # noqa: PLC0415
+
+        parts = urlsplit(base_url)
+        self._pool = Http1Pool(host=parts.hostname or "127.0.0.1", port=parts.port or (443 if ssl_context else 80),
+                               ssl_context=ssl_context, max_connections=max_connections,
+                               connect_timeout_s=connect_timeout_s, response_timeout_s=response_timeout_s)
+
+    async def start(self) -> None:
+        pass
+
+    async def post(self, path: str, headers: dict[str, str], body: bytes) -> Response:
+        fields = "".join(f"{name}: {value}\r\n" for name, value in headers.items() if name.lower() != "host")
+        head = f"POST {path} HTTP/1.1\r\nHost: {headers['Host']}\r\nContent-Length: {len(body)}\r\n{fields}\r\n"
+        return await self._pool.send(head.encode("latin-1") + body)
+
+    async def close(self) -> None:
+        await self._pool.close()
