@@ -3,14 +3,17 @@
 # clickstream-worker images (BuildKit; Docker >= 23 uses it by default).
 #
 #   docker build -t clickstream-worker .                                   # the worker (default target)
-#   docker build --target local-personalize -t clickstream-local-personalize .   # development stand-in
+#   docker build --target devkit -t clickstream-devkit .   # development kit: the local Personalize (default), generate, dev
 #
 # Stages:
-#   builder            builds the project wheel and a wheelhouse of every runtime dependency,
-#                      pinned by deploy/docker/constraints.txt (the versions the tests ran with)
+#   builder            builds the two wheels (clickstream-worker, the production package; and
+#                      clickstream-devkit, the development kit) and a wheelhouse of every runtime
+#                      dependency, pinned by deploy/docker/constraints.txt (the versions the tests ran with)
 #   runtime-base       python:3.11-slim, an empty virtualenv (no pip in it) and the non-root user
-#   local-personalize  + the `local` extra (numpy): the local Personalize, NOT for production
-#   worker             + the `msk` extra only: `clickstream-worker run`; the last stage, so the default
+#   devkit             clickstream-devkit (+ numpy): the local Personalize by default, also `generate`;
+#                      NOT for production
+#   worker             clickstream-worker with the `msk` extra only; the last stage, so the default.
+#                      The development kit is not in it: its CLI has no dev/generate/local-personalize.
 #
 # The runtime stages install from the wheelhouse through a bind mount, so no wheel, source file,
 # compiler or build tool is copied into them: the final image holds the interpreter, the
@@ -27,14 +30,16 @@ ENV PIP_NO_CACHE_DIR=1 \
 
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY schemas/ schemas/
 COPY worker/ worker/
-RUN pip wheel --no-deps --wheel-dir /dist .
+COPY devkit/ devkit/
+RUN pip wheel --no-deps --wheel-dir /dist . ./devkit
 
 # Every runtime dependency of both images as wheels (binary wheels preferred: the slim builder has
 # no compiler, so a dependency without a wheel for the platform fails here, loudly, not at run time).
 COPY deploy/docker/constraints.txt /tmp/constraints.txt
-RUN pip wheel --prefer-binary --wheel-dir /wheels --constraint /tmp/constraints.txt \
-        "$(ls /dist/clickstream_worker-*.whl)[msk,local]"
+RUN pip wheel --prefer-binary --wheel-dir /wheels --find-links /dist --constraint /tmp/constraints.txt \
+        "$(ls /dist/clickstream_worker-*.whl)[msk]" "$(ls /dist/clickstream_devkit-*.whl)"
 
 # ---------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime-base
@@ -61,10 +66,10 @@ RUN groupadd --system --gid 10001 clickstream \
 # The default Avro schemas come with the wheel (data files in <venv>/share/clickstream-worker/schemas).
 
 # ---------------------------------------------------------------------------------------------
-FROM runtime-base AS local-personalize
+FROM runtime-base AS devkit
 
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    pip --python /opt/venv/bin/python install --no-index --find-links /wheels "clickstream-worker[local]" \
+    pip --python /opt/venv/bin/python install --no-index --find-links /wheels clickstream-devkit \
  && mkdir -p /data && chown 10001:10001 /data
 
 ENV PYTHONDONTWRITEBYTECODE=1

@@ -5,14 +5,15 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml devkit/pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: install dev test faults lint bench audit docs clean
 
-$(STAMP): pyproject.toml
+# Both distributions: the production worker (with test tools) and the development kit.
+$(STAMP): pyproject.toml devkit/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]' -e './devkit[broker]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -21,7 +22,7 @@ dev: $(STAMP)
 	$(BIN)/python -m worker.cli dev $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/ruff check worker tests
+	$(BIN)/ruff check worker devkit tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
@@ -41,7 +42,7 @@ docs: $(STAMP)
 	$(BIN)/python -m worker.config_docs README.md
 
 lint: $(STAMP)
-	$(BIN)/ruff check worker tests
+	$(BIN)/ruff check worker devkit tests bench
 	$(BIN)/mypy
 
 clean:

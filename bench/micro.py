@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
+from clickstream_devkit.generator import ClickstreamGenerator
 
 from bench.baseline import interactions_decoder
 from bench.processes import aws_env
@@ -37,7 +38,6 @@ from bench.sigv4 import sign_post_json
 from bench.stack import ITEMS, SEED, TRACKING_ID, USERS, Stack
 from worker.ingest.grouping import Batch, Batcher
 from worker.ingest.sender import Target, build_request
-from worker.local.generator import ClickstreamGenerator
 from worker.records import DatasetType, Interaction, SourceRef
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from clickstream_devkit.processes import free_port, stop_process
 
 from bench.procstat import ProcSample, sample
 from worker.config import PersonalizeSettings
-from worker.local.processes import free_port, stop_process
 
 #: Group timeouts short enough for Tansu's join to take ~3 s (as in the integration tests).
 TANSU_CONSUMER = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000, "max_poll_interval_ms": 10000}

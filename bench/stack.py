@@ -17,15 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clickstream_devkit import generator as generator_module
+from clickstream_devkit.broker import EmbeddedBroker
+from clickstream_devkit.generate_cmd import BACKFILL_EVENTS_PER_SECOND, run_generate
+from clickstream_devkit.generator import ClickstreamGenerator, GeneratedRecord
+from clickstream_devkit.personalize.process import LocalPersonalize
 from kafka import KafkaProducer
 
 from bench.measure import ideal_fill
 from worker.kafka_admin import ensure_topics
-from worker.local import generator as generator_module
-from worker.local.broker import EmbeddedBroker
-from worker.local.generate_cmd import BACKFILL_EVENTS_PER_SECOND, run_generate
-from worker.local.generator import ClickstreamGenerator, GeneratedRecord
-from worker.local.personalize.process import LocalPersonalize
 
 TRACKING_ID = "bench-0000-0000-0000-000000000001"
 SEED = 20_260_601

@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from clickstream_devkit.broker import INSTALL_HINT, EmbeddedBroker
 
 from tests.helpers import (
-    LOCAL_PERSONALIZE_MAIN,
     REPO_ROOT,
     SENTINEL_USER,
     TANSU_CONSUMER_SETTINGS,
@@ -25,7 +25,6 @@ from tests.helpers import (
     free_port,
 )
 from worker.kafka_admin import ensure_topics
-from worker.local.broker import INSTALL_HINT, EmbeddedBroker
 
 __all__ = ["TANSU_CONSUMER_SETTINGS", "free_port"]
 
@@ -112,7 +111,7 @@ def kafka_topic(broker: EmbeddedBroker) -> Callable[..., str]:
 
 @pytest.fixture
 def local_personalize(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., LocalPersonalize]]:
-    """Factory: start ``python -m worker.local.personalize`` and wait until healthy.
+    """Factory: start ``python -m clickstream_devkit.personalize`` and wait until healthy.
 
     ``local_personalize(trackers=[...], datasets=[...], extra_args=[...])`` returns a
     `LocalPersonalize` handle; each call gets its own data directory unless one is given.
@@ -129,8 +128,6 @@ def local_personalize(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Call
         port: int | None = None,
         timeout_s: float = 20.0,
     ) -> LocalPersonalize:
-        if not LOCAL_PERSONALIZE_MAIN.exists():
-            pytest.skip("worker.local.personalize is not available yet")
         base = tmp_path_factory.mktemp("local-personalize")
         handle = LocalPersonalize(
             data_dir=data_dir or base / "data",

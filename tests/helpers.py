@@ -10,13 +10,12 @@ import datetime
 import ipaddress
 from pathlib import Path
 
+from clickstream_devkit.personalize.process import LocalPersonalize, LocalPersonalizeError
+from clickstream_devkit.processes import free_port, pid_exists, stop_process
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-
-from worker.local.personalize.process import LocalPersonalize, LocalPersonalizeError
-from worker.local.processes import free_port, pid_exists, stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,7 +26,6 @@ SENTINEL_USER = "SENTINEL-pii-7f3a"
 
 #: Log files of the worker processes started in this session, in start order.
 WORKER_LOGS: list[Path] = []
-LOCAL_PERSONALIZE_MAIN = REPO_ROOT / "worker" / "local" / "personalize" / "__main__.py"
 
 #: Consumer settings that make group joins on Tansu take ~3 s instead of ~20 s.
 TANSU_CONSUMER_SETTINGS: dict[str, int] = {
@@ -37,7 +35,6 @@ TANSU_CONSUMER_SETTINGS: dict[str, int] = {
 }
 
 __all__ = [
-    "LOCAL_PERSONALIZE_MAIN",
     "REPO_ROOT",
     "SENTINEL_USER",
     "TANSU_CONSUMER_SETTINGS",

@@ -2,25 +2,26 @@
 
 Subcommands:
   run                 the worker (consumer group member) until SIGTERM/SIGINT
-  dev                 everything locally: embedded broker, local Personalize, generator, worker
   validate FILE|-     offline: apply the same mapping and validation to JSON lines
   dlq replay          re-publish dead-lettered records to their source topic
-  schedule            only the retraining scheduler; retrain / status / evaluate: its tools
-  generate            produce a realistic synthetic clickstream (for dev, tests, benchmarks)
+  schedule            only the retraining scheduler; retrain / status: its tools
   config example      print a complete commented configuration
-  local-personalize   the local Personalize development stand-in (HTTP server)
+With the development kit installed (clickstream-devkit), it adds `dev`, `generate`,
+`local-personalize` and `evaluate` through the ``clickstream_worker.commands`` entry points.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from worker.config import ConfigError, WorkerSettings, load_settings
 from worker.mapping import MappingConfigError
@@ -66,23 +67,12 @@ def _parser() -> argparse.ArgumentParser:
                         "topic whose dead-letter topic this is, else <name> for <name>.dlq)")
     _add_config(replay)
 
-    generate = sub.add_parser("generate", help="produce a realistic synthetic clickstream to Kafka")
-    from worker.local.generate_cmd import add_generate_arguments
-
-    add_generate_arguments(generate)
-
-    dev = sub.add_parser("dev", help="the whole loop locally: embedded broker, local Personalize, generator")
-    from worker.local.dev_args import add_dev_arguments
-
-    add_dev_arguments(dev)
-
     from worker.schedule import cli_cmds
 
     for name, help_text in (
         ("schedule", "run only the retraining scheduler (leader-elected)"),
         ("retrain", "one reconciliation pass now: print the observed state and the decision"),
         ("status", "table of solutions, versions (status, mode, metrics) and campaigns"),
-        ("evaluate", "offline temporal-holdout evaluation of a recipe against Popularity-Count"),
     ):
         command = sub.add_parser(name, help=help_text)
         getattr(cli_cmds, f"add_{name}_arguments")(command)
@@ -92,13 +82,25 @@ def _parser() -> argparse.ArgumentParser:
     config_sub.add_parser("example", help="print a complete commented example configuration")
     config_sub.add_parser("reference", help="print the settings reference as a Markdown table")
 
-    from worker.local.personalize.args import DESCRIPTION, add_arguments
-
-    local = sub.add_parser("local-personalize", help="run the local Personalize (development stand-in)",
-                           description=DESCRIPTION)
-    add_arguments(local)
-    local.set_defaults(local_personalize_parser=local)  # its errors name this subcommand
+    for plugin in _plugins():
+        plugin(sub)
     return parser
+
+
+#: Entry-point group through which other distributions (the development kit) add subcommands.
+#: Each entry point is a callable taking the subparsers object; the subparsers it adds set a
+#: ``handler`` default (args -> exit code).
+PLUGIN_GROUP = "clickstream_worker.commands"
+
+
+def _plugins() -> list[Callable[[Any], None]]:
+    found = []
+    for entry in sorted(importlib.metadata.entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+        try:
+            found.append(entry.load())
+        except ImportError as exc:  # a half-installed kit must not break the production commands
+            print(f"clickstream-worker: ignoring commands from {entry.value}: {exc}", file=sys.stderr)
+    return found
 
 
 def install_early_stop_handlers() -> threading.Event:
@@ -209,33 +211,11 @@ def _cmd_dlq(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_generate(args: argparse.Namespace) -> int:
-    from worker.local.generate_cmd import main_generate
-
-    return main_generate(args)
-
-
-def _cmd_dev(args: argparse.Namespace) -> int:
-    from worker.local.dev import main_dev
-
-    return main_dev(args)
-
-
 def _cmd_config(args: argparse.Namespace) -> int:
     from worker.config_docs import example_config, reference_table
 
     print(example_config() if args.config_command == "example" else reference_table())
     return 0
-
-
-def _cmd_local_personalize(args: argparse.Namespace) -> int:
-    try:
-        from worker.local.personalize.server import run_from_args
-    except ImportError as exc:  # e.g. the worker image: no `local` extra
-        print(f"clickstream-worker: local-personalize needs the `local` extra "
-              f"(pip install 'clickstream-worker[local]'): {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    return run_from_args(args, args.local_personalize_parser)
 
 
 def _cmd_scheduler(args: argparse.Namespace) -> int:
@@ -247,20 +227,17 @@ def _cmd_scheduler(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "run": _cmd_run,
         "validate": _cmd_validate,
         "dlq": _cmd_dlq,
         "config": _cmd_config,
-        "generate": _cmd_generate,
-        "dev": _cmd_dev,
         "schedule": _cmd_scheduler,
         "retrain": _cmd_scheduler,
         "status": _cmd_scheduler,
-        "evaluate": _cmd_scheduler,
-        "local-personalize": _cmd_local_personalize,
     }
-    return handlers[args.command](args)
+    handler = handlers.get(args.command) or args.handler  # plugins set `handler`
+    return int(handler(args))
 
 
 if __name__ == "__main__":

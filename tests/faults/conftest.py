@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clickstream_devkit.broker import EmbeddedBroker
 
 from tests.faults.audit import FaultReport
 from tests.faults.stack import TRACKING_ID, FaultStack
 from tests.helpers import REPO_ROOT
-from worker.local.broker import EmbeddedBroker
 
 REPORT_ENV = "FAULTS_REPORT"
 DEFAULT_REPORT = REPO_ROOT / "bench" / "results" / "faults.json"

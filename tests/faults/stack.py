@@ -19,13 +19,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from clickstream_devkit.generate_cmd import GenerateReport, run_generate
+from clickstream_devkit.generator import BAD_KINDS, ClickstreamGenerator
 from kafka import KafkaProducer
 
 from tests.faults.audit import AuditRow, BadRecord, FaultReport, Truth, audit
 from tests.helpers import SENTINEL_USER, LocalPersonalize
 from tests.integration.worker_support import WorkerProcess, free_port, wait_for, write_config
-from worker.local.generate_cmd import GenerateReport, run_generate
-from worker.local.generator import BAD_KINDS, ClickstreamGenerator
 
 TRACKING_ID = "fa017000-2222-3333-4444-555555555555"
 GEN_USERS, GEN_ITEMS, GEN_CATEGORIES = 300, 200, 8

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clickstream_devkit.broker import EmbeddedBroker
 
 from tests.faults.audit import FaultReport, worker_healthy
 from tests.faults.stack import TRACKING_ID, FaultStack
 from tests.integration.worker_support import WorkerProcess, free_port, wait_for
 from worker.kafka_admin import ensure_topics
-from worker.local.broker import EmbeddedBroker
 
 pytestmark = pytest.mark.faults
 

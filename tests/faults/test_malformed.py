@@ -14,11 +14,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from clickstream_devkit.generator import BAD_KINDS
 
 from tests.faults.audit import BadRecord
 from tests.faults.stack import FaultStack
 from tests.unit.malformed_corpus import INTERACTION_CASES, NOW_ISO
-from worker.local.generator import BAD_KINDS
 
 pytestmark = pytest.mark.faults
 

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
+from clickstream_devkit.generator import ClickstreamGenerator
 
 from tests.helpers import LocalPersonalize
 from worker.config import DEFAULT_SCHEMA_DIR
-from worker.local.generator import ClickstreamGenerator
 from worker.mapping import EventDecoder, default_mapping
 from worker.records import DatasetType, Interaction, SourceRef
 from worker.schedule.lifecycle import TYPE_PREFIX, LifecyclePublisher, SchedulerMetrics

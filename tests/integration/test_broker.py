@@ -11,6 +11,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from clickstream_devkit.broker import (
+    INSTALL_HINT,
+    BrokerStartError,
+    BrokerUnavailableError,
+    EmbeddedBroker,
+    broker_command,
+    resolve_binary,
+)
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
@@ -21,14 +29,6 @@ from worker.kafka_admin import (
     ensure_topics,
     partition_count,
     replication_for,
-)
-from worker.local.broker import (
-    INSTALL_HINT,
-    BrokerStartError,
-    BrokerUnavailableError,
-    EmbeddedBroker,
-    broker_command,
-    resolve_binary,
 )
 
 # -- pure parts (no broker) ------------------------------------------------------------

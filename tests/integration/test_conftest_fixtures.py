@@ -11,17 +11,12 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from clickstream_devkit.personalize import process as lp_process
 
-from tests.helpers import LOCAL_PERSONALIZE_MAIN, LocalPersonalizeError, pid_exists
-from worker.local.personalize import process as lp_process
+from tests.helpers import LocalPersonalizeError, pid_exists
 
 TRACKING_ID = "fixture-tracker-0001"
 ITEMS_ARN = "arn:aws:personalize:us-east-1:123456789012:dataset/fixtures/ITEMS"
-
-needs_local_personalize = pytest.mark.skipif(
-    not LOCAL_PERSONALIZE_MAIN.exists(), reason="worker.local.personalize is not available yet"
-)
-
 
 def events_client(endpoint_url: str) -> Any:
     no_retries = Config(retries={"mode": "standard", "max_attempts": 1})
@@ -61,7 +56,6 @@ def test_moto_s3_serves_s3_on_loopback(moto_s3: str) -> None:
 
 
 @pytest.mark.integration
-@needs_local_personalize
 def test_local_personalize_handle_inspects_faults_restarts_and_kills(
     local_personalize: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -99,7 +93,6 @@ def test_local_personalize_handle_inspects_faults_restarts_and_kills(
 
 
 @pytest.mark.integration
-@needs_local_personalize
 def test_local_personalize_that_cannot_start_reports_its_output(local_personalize: Any) -> None:
     with pytest.raises(LocalPersonalizeError, match=r"(?s)exited with code.*not a Personalize ARN"):
         local_personalize(datasets=["not-an-arn"])

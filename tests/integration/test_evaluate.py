@@ -12,13 +12,11 @@ import io
 from collections.abc import Callable
 
 import pytest
+from clickstream_devkit.broker import EmbeddedBroker
+from clickstream_devkit.evaluate import BASELINE, SHOWN, add_arguments, main, parse_duration, score, temporal_holdout
+from clickstream_devkit.generate_cmd import run_generate
 
-from tests.helpers import LOCAL_PERSONALIZE_MAIN
-from worker.local.broker import EmbeddedBroker
-from worker.local.generate_cmd import run_generate
 from worker.records import Interaction
-from worker.schedule.cli_cmds import add_evaluate_arguments, main_evaluate
-from worker.schedule.evaluate import BASELINE, SHOWN, main, parse_duration, score, temporal_holdout
 
 pytestmark = pytest.mark.integration
 RECIPE = "aws-user-personalization"
@@ -39,7 +37,6 @@ def table(text: str) -> dict[str, dict[str, float]]:
     return out
 
 
-@pytest.mark.skipif(not LOCAL_PERSONALIZE_MAIN.exists(), reason="local Personalize not available")
 def test_evaluate_prints_both_models_and_the_recipe_beats_the_baseline(
     broker: EmbeddedBroker, kafka_topic: Callable[..., str]
 ) -> None:
@@ -47,12 +44,11 @@ def test_evaluate_prints_both_models_and_the_recipe_beats_the_baseline(
     run_generate(broker.bootstrap, topic, rate=None, count=12_000, bad_fraction=0.01, seed=11,
                  items_topic=None, users_topic=None, users=300, items=300)  # fmt: skip
     parser = argparse.ArgumentParser()
-    add_evaluate_arguments(parser)
+    add_arguments(parser)
     args = parser.parse_args(["--topic", topic, "--bootstrap", broker.bootstrap, "--since", "30d", "--recipe", RECIPE])
     out, err = io.StringIO(), io.StringIO()
     assert main(args, out=out, err=err) == 0, err.getvalue()
     text = out.getvalue()
-    print(text)
     assert "holdout users" in text
     metrics = table(text)
     assert set(metrics) == {label for label, _ in SHOWN}
@@ -62,12 +58,11 @@ def test_evaluate_prints_both_models_and_the_recipe_beats_the_baseline(
     assert seen_removed[f"{RECIPE} (seen removed)"] > seen_removed[f"{BASELINE} (seen removed)"]
     assert metrics["MRR@25"][f"{RECIPE} (seen removed)"] > metrics["MRR@25"][f"{BASELINE} (seen removed)"]
     assert metrics["coverage"][RECIPE] > metrics["coverage"][BASELINE]  # personalised lists differ per user
-    assert main_evaluate is not None  # the CLI entry point the lead wires delegates to `main`
 
 
 def test_evaluate_rejects_a_bad_duration() -> None:
     parser = argparse.ArgumentParser()
-    add_evaluate_arguments(parser)
+    add_arguments(parser)
     err = io.StringIO()
     assert main(parser.parse_args(["--topic", "t", "--since", "soon"]), err=err) == 2
     assert "not a duration" in err.getvalue()

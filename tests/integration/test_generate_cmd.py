@@ -11,17 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
-
-from tests.helpers import free_port
-from worker.local.broker import EmbeddedBroker
-from worker.local.generate_cmd import (
+from clickstream_devkit.broker import EmbeddedBroker
+from clickstream_devkit.generate_cmd import (
     GenerateError,
     add_generate_arguments,
     main_generate,
     run_generate,
 )
-from worker.local.generator import ClickstreamGenerator
+from clickstream_devkit.generator import ClickstreamGenerator
+from kafka import KafkaConsumer, TopicPartition
+
+from tests.helpers import free_port
 
 
 def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float = 30.0) -> dict[int, list[Any]]:

@@ -124,7 +124,7 @@ def test_against_local_personalize(local_personalize: Any) -> None:
 
 @pytest.fixture
 def unused_tcp_port() -> int:
-    from worker.local.processes import free_port
+    from clickstream_devkit.processes import free_port
 
     return free_port()
 

@@ -25,10 +25,10 @@ import pytest
 from botocore import xform_name
 from botocore.exceptions import ClientError
 from botocore.model import ListShape, MapShape, OperationModel, ServiceModel, Shape, StructureShape
+from clickstream_devkit.personalize.shape_validation import compile_pattern, load_service_model
 
 from tests.helpers import LocalPersonalize
 from tests.integration.test_local_personalize_lifecycle import NO_RETRY, SIMPLE_INTERACTIONS_SCHEMA, Clients
-from worker.local.personalize.shape_validation import compile_pattern, load_service_model
 
 pytestmark = pytest.mark.integration
 

@@ -12,6 +12,7 @@ import urllib.request
 from typing import Any
 
 import pytest
+from clickstream_devkit.recsys.data import InteractionRow
 
 from tests.integration.test_local_personalize_lifecycle import (
     CSV_HEADER,
@@ -23,7 +24,6 @@ from tests.integration.test_local_personalize_lifecycle import (
     upload_csv,
 )
 from tests.unit.test_recsys_models import taste_rows
-from worker.recsys.data import InteractionRow
 
 pytestmark = pytest.mark.integration
 

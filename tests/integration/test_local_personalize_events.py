@@ -1,6 +1,6 @@
 """The local Personalize's ``personalize-events`` data plane, driven by real boto3 over HTTP.
 
-The server runs as a real subprocess (``python -m worker.local.personalize``) on a port
+The server runs as a real subprocess (``python -m clickstream_devkit.personalize``) on a port
 the OS picks; every test talks to it through an unmodified botocore client or raw HTTP.
 """
 
@@ -28,8 +28,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, ParamValidationError
 from botocore.model import ListShape, Shape, StructureShape
-
-from worker.local.personalize.shape_validation import load_service_model
+from clickstream_devkit.personalize.shape_validation import load_service_model
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY = re.compile(r"^local-personalize listening on (http://\S+)")
@@ -70,7 +69,7 @@ class Server:
 
 
 def start_server(data_dir: Path, *args: str) -> Server:
-    cmd = [sys.executable, "-m", "worker.local.personalize", "--port", "0", "--data-dir", str(data_dir), *args]
+    cmd = [sys.executable, "-m", "clickstream_devkit.personalize", "--port", "0", "--data-dir", str(data_dir), *args]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert proc.stdout is not None
@@ -543,7 +542,7 @@ def test_restart_keeps_data_and_registrations(tmp_path: Path) -> None:
 
 
 def test_bad_registration_fails_at_startup(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "worker.local.personalize", "--port", "0", "--data-dir", str(tmp_path)]
+    cmd = [sys.executable, "-m", "clickstream_devkit.personalize", "--port", "0", "--data-dir", str(tmp_path)]
     result = subprocess.run(
         [*cmd, "--dataset", f"{ACCOUNT}:dataset/Shop/SOMETHING"],
         cwd=REPO_ROOT,

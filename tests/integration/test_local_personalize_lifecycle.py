@@ -1,6 +1,6 @@
 """The local Personalize's control plane, training and runtime, driven by unmodified boto3 clients.
 
-Every test runs the real server (``python -m worker.local.personalize``) as a subprocess
+Every test runs the real server (``python -m clickstream_devkit.personalize``) as a subprocess
 and talks to it over HTTP with ``personalize``, ``personalize-events`` and
 ``personalize-runtime`` clients; S3 is moto's server on loopback.
 """
@@ -19,11 +19,11 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from clickstream_devkit.recsys.data import InteractionRow
+from clickstream_devkit.recsys.metrics import METRIC_KEYS
 
 from tests.helpers import REPO_ROOT, LocalPersonalize
 from tests.unit.test_recsys_models import taste_rows
-from worker.recsys.data import InteractionRow
-from worker.recsys.metrics import METRIC_KEYS
 
 pytestmark = pytest.mark.integration
 

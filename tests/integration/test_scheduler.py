@@ -1,6 +1,6 @@
 """The retraining scheduler against the local Personalize over HTTP (and the embedded broker).
 
-Every scenario drives real boto3 clients against ``python -m worker.local.personalize
+Every scenario drives real boto3 clients against ``python -m clickstream_devkit.personalize
 --fast``; fault injection (``training_seconds``, ``fail_next_campaign_updates``) makes the
 slow or failing cases happen on demand. Single-scheduler scenarios tick a Reconciler from
 the test (deterministic); the lease scenarios run whole `Scheduler` services on the
@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 import yaml
+from clickstream_devkit.broker import EmbeddedBroker
 from kafka import KafkaConsumer, KafkaProducer
 
 from tests.conftest import unique_name
@@ -39,7 +40,6 @@ from tests.integration.scheduler_support import (
     wait_status,
 )
 from worker.config import KafkaSettings
-from worker.local.broker import EmbeddedBroker
 from worker.records import Interaction
 from worker.schedule.cli_cmds import add_retrain_arguments, add_status_arguments, main_retrain, main_status
 from worker.schedule.lease import wait_for

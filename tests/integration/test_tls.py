@@ -19,12 +19,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from clickstream_devkit.processes import free_port, stop_process
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
 
 from tests.helpers import make_certificates
 from worker.config import KafkaSettings
-from worker.local.processes import free_port, stop_process
 
 pytestmark = pytest.mark.integration
 

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from clickstream_devkit.processes import free_port  # noqa: F401 - re-exported for the fault tests
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 from tests.helpers import SENTINEL_USER, WORKER_LOGS
-from worker.local.processes import free_port  # noqa: F401 - re-exported for the fault tests
 
 TANSU_CONSUMER = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000, "max_poll_interval_ms": 10000}
 NOW = time.time()

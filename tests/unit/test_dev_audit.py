@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from worker.local.dev import DevResult
-from worker.local.generate_cmd import GenerateReport
+from clickstream_devkit.dev import DevResult
+from clickstream_devkit.generate_cmd import GenerateReport
 
 
 def _result(stored: set[str], same_content: int, dead: float = 1.0) -> DevResult:

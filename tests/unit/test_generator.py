@@ -13,9 +13,7 @@ from functools import cache
 from typing import Any
 
 import pytest
-
-from worker.config import DEFAULT_SCHEMA_DIR
-from worker.local.generator import (
+from clickstream_devkit.generator import (
     BAD_KINDS,
     EVENT_TYPES,
     P_CART,
@@ -25,6 +23,8 @@ from worker.local.generator import (
     GeneratedRecord,
     category_names,
 )
+
+from worker.config import DEFAULT_SCHEMA_DIR
 from worker.mapping import EventDecoder, default_mapping
 from worker.records import CatalogUpdate, DatasetType, Interaction, Rejection, SourceRef
 from worker.schemas import load_schema

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from clickstream_devkit.personalize.control import bulk_store
+from clickstream_devkit.personalize.control.bulk_store import BulkInteraction
+from clickstream_devkit.personalize.control.csv_import import ImportFailure, parse_files
 
-from worker.local.personalize.control import bulk_store
-from worker.local.personalize.control.bulk_store import BulkInteraction
-from worker.local.personalize.control.csv_import import ImportFailure, parse_files
 from worker.records import DatasetType
 from worker.schemas import parse_schema
 

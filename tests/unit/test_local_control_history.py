@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from worker.local.personalize.control import bulk_store
-from worker.local.personalize.control.bulk_store import BulkInteraction
-from worker.local.personalize.control.history import HistoryIndex
-from worker.local.personalize.control.training_data import interaction_rows
-from worker.local.personalize.store import EventRow, Store
+from clickstream_devkit.personalize.control import bulk_store
+from clickstream_devkit.personalize.control.bulk_store import BulkInteraction
+from clickstream_devkit.personalize.control.history import HistoryIndex
+from clickstream_devkit.personalize.control.training_data import interaction_rows
+from clickstream_devkit.personalize.store import EventRow, Store
 
 
 def event(n: int, user: str | None, session: str, item: str | None = "i", event_type: str = "click") -> EventRow:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from worker.local.personalize.control import status as st
-from worker.local.personalize.control.arns import (
+from clickstream_devkit.personalize.control import status as st
+from clickstream_devkit.personalize.control.arns import (
     RequestContext,
     dataset_arn,
     dataset_group_arn,
@@ -16,10 +15,10 @@ from worker.local.personalize.control.arns import (
     solution_version_arn,
     split_latest,
 )
-from worker.local.personalize.control.pagination import decode_token, encode_token, paginate
-from worker.local.personalize.control.timing import DEFAULT_STEP_SECONDS, FAST_STEP_SECONDS, Timing
-from worker.local.personalize.errors import ApiError
-from worker.local.personalize.faults import FaultInjector, parse_settings
+from clickstream_devkit.personalize.control.pagination import decode_token, encode_token, paginate
+from clickstream_devkit.personalize.control.timing import DEFAULT_STEP_SECONDS, FAST_STEP_SECONDS, Timing
+from clickstream_devkit.personalize.errors import ApiError
+from clickstream_devkit.personalize.faults import FaultInjector, parse_settings
 
 CTX = RequestContext(region="eu-west-1", account="111122223333", now=0.0)
 

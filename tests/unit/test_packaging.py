@@ -24,13 +24,13 @@ import botocore.session
 import pytest
 import yaml
 from botocore import xform_name
+from clickstream_devkit.generate_cmd import add_generate_arguments
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from prometheus_client import CollectorRegistry
 
 from worker.archive.sink import ArchiveMetrics
 from worker.config import ConfigError, WorkerSettings, load_settings
-from worker.local.generate_cmd import add_generate_arguments
 from worker.observe.health import HealthServer
 from worker.observe.metrics import Metrics
 from worker.schedule.lifecycle import SchedulerMetrics
@@ -207,7 +207,7 @@ def exported_metric_samples() -> set[str]:
 def test_dockerfile_is_multi_stage_on_python_311_slim() -> None:
     stages = dockerfile_stages()
     names = [s["name"] for s in stages]
-    assert {"builder", "local-personalize", "worker"} <= set(names)
+    assert {"builder", "devkit", "worker"} <= set(names)
     assert names[-1] == "worker", "the worker must be the default (last) target"
     for stage in stages:
         assert stage["base"] in names or stage["base"] == "python:3.11-slim", stage
@@ -215,9 +215,15 @@ def test_dockerfile_is_multi_stage_on_python_311_slim() -> None:
     assert "pip wheel" in builder_runs and "--constraint" in builder_runs
 
 
-@pytest.mark.parametrize(("target", "extras"), [("worker", {"msk"}), ("local-personalize", {"local"})])
-def test_runtime_images_hold_only_runtime_dependencies(target: str, extras: set[str]) -> None:
+@pytest.mark.parametrize(("target", "package", "extras"), [
+    ("worker", "clickstream-worker", {"msk"}), ("devkit", "clickstream-devkit", set()),
+])
+def test_runtime_images_hold_only_runtime_dependencies(target: str, package: str, extras: set[str]) -> None:
+    runs = " ".join(instructions(target, "RUN"))
+    assert re.search(rf'install [^"]*"?{package}(\[|"| |$)', runs), f"{target} installs {package}"
     assert installed_extras(target) == extras
+    if target == "worker":
+        assert "clickstream-devkit" not in runs, "the production image never carries the development kit"
     runs = " ".join(instructions(target, "RUN"))
     assert "--no-index" in runs and "--mount=type=bind,from=builder" in runs
     assert not re.search(r"apt-get|apk add|gcc|build-essential|\bmake\b", runs), "no compilers in runtime images"
@@ -239,11 +245,11 @@ def test_worker_image_entrypoint_and_healthcheck() -> None:
 def test_local_personalize_image_checks_a_real_route() -> None:
     import inspect
 
-    import worker.local.personalize.server as server
+    import clickstream_devkit.personalize.server as server
 
-    entrypoint = json.loads(instructions("local-personalize", "ENTRYPOINT")[-1])
+    entrypoint = json.loads(instructions("devkit", "ENTRYPOINT")[-1])
     assert entrypoint == ["clickstream-worker", "local-personalize"]
-    path = re.search(r"http://127\.0\.0\.1:\d+(/[\w/]+)", healthcheck_command("local-personalize")[-1])
+    path = re.search(r"http://127\.0\.0\.1:\d+(/[\w/]+)", healthcheck_command("devkit")[-1])
     assert path is not None and f'"{path.group(1)}"' in inspect.getsource(server)
 
 
@@ -303,12 +309,14 @@ def test_constraints_pin_every_runtime_requirement() -> None:
             name, _, version = line.partition("==")
             assert version, f"not an exact pin: {line}"
             pins[canonicalize_name(name)] = version.strip()
-    for spec in [*project["dependencies"], *extras["msk"], *extras["local"]]:
+    kit = tomllib.loads((ROOT / "devkit" / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    kit_runtime = [d for d in kit["dependencies"] if canonicalize_name(Requirement(d).name) != "clickstream-worker"]
+    for spec in [*project["dependencies"], *extras["msk"], *kit_runtime]:
         requirement = Requirement(spec)
         version = pins.get(canonicalize_name(requirement.name))
         assert version is not None, f"{requirement.name} is not pinned"
         assert requirement.specifier.contains(version, prereleases=True), f"{requirement.name}=={version} vs {spec}"
-    for spec in [*extras["embedded"], *extras["dev"]]:
+    for spec in [*kit["optional-dependencies"]["broker"], *extras["dev"]]:
         name = canonicalize_name(Requirement(spec).name)
         assert name == "clickstream-worker" or name not in pins, f"{name} is not a runtime dependency"
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from worker.recsys.data import (
+from clickstream_devkit.recsys.data import (
     InteractionRow,
     check_minimums,
     held_out_count,

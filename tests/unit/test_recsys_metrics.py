@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-
-from worker.recsys.metrics import (
+from clickstream_devkit.recsys.metrics import (
     METRIC_KEYS,
     coverage,
     evaluate,

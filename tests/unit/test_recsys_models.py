@@ -6,14 +6,13 @@ from collections import Counter
 
 import numpy as np
 import pytest
-
-from worker.recsys.data import Dataset, InteractionRow, prepare
-from worker.recsys.models.base import HyperparameterError, ModelFormatError, top_n
-from worker.recsys.models.cooccurrence import cooccurrence, distinct_pairs
-from worker.recsys.models.knn import KnnModel
-from worker.recsys.models.popularity import PopularityModel
-from worker.recsys.models.sims import SimsModel
-from worker.recsys.recipes import (
+from clickstream_devkit.recsys.data import Dataset, InteractionRow, prepare
+from clickstream_devkit.recsys.models.base import HyperparameterError, ModelFormatError, top_n
+from clickstream_devkit.recsys.models.cooccurrence import cooccurrence, distinct_pairs
+from clickstream_devkit.recsys.models.knn import KnnModel
+from clickstream_devkit.recsys.models.popularity import PopularityModel
+from clickstream_devkit.recsys.models.sims import SimsModel
+from clickstream_devkit.recsys.recipes import (
     RECIPES,
     UnknownRecipeError,
     effective_hyperparameters,

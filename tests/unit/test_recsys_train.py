@@ -6,14 +6,14 @@ import time
 from collections.abc import Mapping, Sequence
 
 import pytest
+from clickstream_devkit.recsys.data import InteractionRow, prepare, split
+from clickstream_devkit.recsys.hpo import search, tune
+from clickstream_devkit.recsys.metrics import METRIC_KEYS
+from clickstream_devkit.recsys.models.knn import KnnModel
+from clickstream_devkit.recsys.recipes import RECIPES, load_model
+from clickstream_devkit.recsys.train import TrainingResult, train
 
 from tests.unit.test_recsys_models import taste_rows
-from worker.recsys.data import InteractionRow, prepare, split
-from worker.recsys.hpo import search, tune
-from worker.recsys.metrics import METRIC_KEYS
-from worker.recsys.models.knn import KnnModel
-from worker.recsys.recipes import RECIPES, load_model
-from worker.recsys.train import TrainingResult, train
 
 Rows = list[InteractionRow]
 TasteRows = tuple[Rows, dict[str, dict[str, str]]]

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 from botocore.model import ServiceModel
-
-from worker.local.personalize.shape_validation import (
+from clickstream_devkit.personalize.shape_validation import (
     RequestValidator,
     Violation,
     compile_pattern,

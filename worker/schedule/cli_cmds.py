@@ -1,4 +1,4 @@
-"""``clickstream-worker schedule | retrain | status | evaluate``: argument setup and entry points.
+"""``clickstream-worker schedule | retrain | status``: argument setup and entry points.
 
 The lead wires these into worker/cli.py: ``add_<cmd>_arguments(subparser)`` then
 ``main_<cmd>(args) -> exit code``. All read the worker's configuration file (``--config``
@@ -11,7 +11,6 @@ or ``WORKER_CONFIG``): its ``kafka`` section and its ``scheduler:`` section.
   never acts next to a running leader) and gives up with exit code 3 if it cannot;
 * ``status``: solutions, versions (status, mode, metrics) and campaigns (serving
   version, latest update), plus what the scheduler remembers (refused/promoted);
-* ``evaluate``: offline temporal-holdout comparison (evaluate.py).
 """
 
 from __future__ import annotations
@@ -341,18 +340,3 @@ def main_status(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO 
     store.close()
     print(json.dumps(documents, indent=2, default=str) if args.json else "\n\n".join(blocks), file=out)
     return code
-
-
-# -- evaluate ---------------------------------------------------------------------------------------
-
-
-def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    from worker.schedule.evaluate import add_arguments  # noqa: PLC0415
-
-    add_arguments(parser)
-
-
-def main_evaluate(args: argparse.Namespace) -> int:
-    from worker.schedule.evaluate import main  # noqa: PLC0415
-
-    return main(args)

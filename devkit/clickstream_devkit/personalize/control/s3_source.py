@@ -1,0 +1,61 @@
+"""Reading an import job's ``dataLocation`` from S3 with boto3 (runs in the job's thread).
+
+``dataLocation`` is one object (``s3://bucket/data.csv``) or a folder: a prefix ending in
+``/``, whose objects are all read, in key order (contract §8.4). The S3 endpoint is
+``--s3-endpoint-url`` when given, else whatever boto3 resolves (``AWS_ENDPOINT_URL_S3``
+or ``AWS_ENDPOINT_URL`` are honoured by boto3 itself), so tests point it at moto.
+The stand-in does not assume the job's ``roleArn``; it reads with its own credentials.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from clickstream_devkit.personalize.control.csv_import import ImportFailure
+
+#: Largest total size read for one job (the real INCREMENTAL limit is 1 GB; a stand-in needs less).
+MAX_TOTAL_BYTES: Final = 512 * 1024 * 1024
+
+
+def split_location(location: str) -> tuple[str, str]:
+    """``s3://bucket/key`` -> (bucket, key); raise ImportFailure for anything else."""
+    scheme, _, rest = location.partition("://")
+    if scheme != "s3":
+        raise ImportFailure(f"Data location {location} is not supported by local-personalize: use an s3:// location.")
+    bucket, _, key = rest.partition("/")
+    if not bucket:
+        raise ImportFailure(f"Data location {location} names no bucket.")
+    return bucket, key
+
+
+def read_location(location: str, *, endpoint_url: str | None, region: str) -> list[tuple[str, bytes]]:
+    """The object(s) at `location` as (``s3://`` URI, bytes) pairs."""
+    import boto3  # noqa: PLC0415 - only import jobs need it
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+    bucket, key = split_location(location)
+    # A session per job: import jobs run in parallel threads, and boto3's default session is not thread-safe.
+    client: Any = boto3.session.Session().client("s3", endpoint_url=endpoint_url, region_name=region)
+    try:
+        if key and not key.endswith("/"):
+            body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+            return [(location, bytes(body))]
+        keys: list[str] = []
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
+            keys.extend(obj["Key"] for obj in page.get("Contents", []) if not obj["Key"].endswith("/"))
+        files: list[tuple[str, bytes]] = []
+        total = 0
+        for k in sorted(keys):
+            data = bytes(client.get_object(Bucket=bucket, Key=k)["Body"].read())
+            total += len(data)
+            if total > MAX_TOTAL_BYTES:
+                raise ImportFailure(f"The data at {location} exceeds {MAX_TOTAL_BYTES} bytes.")
+            files.append((f"s3://{bucket}/{k}", data))
+        return files
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        raise ImportFailure(
+            f"Cannot read {location}: {error.get('Code', 'error')} {error.get('Message', '')}".strip()
+        ) from None
+    except BotoCoreError as exc:
+        raise ImportFailure(f"Cannot read {location}: {exc}") from None
