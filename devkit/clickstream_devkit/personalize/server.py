@@ -5,8 +5,8 @@ Personalize services sign as ``personalize``, so routing cannot use the credenti
 scope (contract §1): a request carrying ``X-Amz-Target`` goes to the control plane
 (JSON 1.1, `control.plane`), everything else is routed by method and path: the events
 data plane here, the runtime (``/recommendations``, ``/personalize-ranking``) and the
-``/_local/`` inspection routes. `LocalPersonalize.add_route` and
-`LocalPersonalize.control_plane` are the extension points `control.plane.install` uses.
+``/_local/`` inspection routes. `PersonalizeService.add_route` and
+`PersonalizeService.control_plane` are the extension points `control.plane.install` uses.
 
 Requests are dispatched from one catch-all aiohttp route through a dict, which keeps
 the per-request cost to a lookup; the access log is off unless asked for, because
@@ -56,7 +56,7 @@ READY_PREFIX: Final = "local-personalize listening on "
 DEFAULT_PAGE: Final = 1000
 
 
-class LocalPersonalize:
+class PersonalizeService:
     """Routing, shared state and the data-plane operations of one server instance."""
 
     def __init__(self, store: Store, faults: FaultInjector | None = None) -> None:
@@ -219,7 +219,7 @@ def _page(query: Any) -> tuple[int, int]:
     return limit, offset
 
 
-def create_app(service: LocalPersonalize) -> web.Application:
+def create_app(service: PersonalizeService) -> web.Application:
     """An aiohttp app whose single catch-all route hands everything to `service`."""
     app = web.Application(client_max_size=4 * 1024 * 1024)
     app.router.add_route("*", "/{tail:.*}", service.dispatch)
@@ -273,7 +273,7 @@ async def serve(
     """Run until `stop` is set (or SIGTERM/SIGINT when `stop` is None), then close cleanly."""
     store = Store(data_dir)
     try:
-        service = LocalPersonalize(store)
+        service = PersonalizeService(store)
         arn_pattern = service.events_model.shape_for("Arn").metadata["pattern"]
         register(store, trackers, datasets, arn_pattern)
         plane = install(service, data_dir, control or ControlOptions())

@@ -12,7 +12,7 @@ an unexpected failure is 500 InternalFailure and the server keeps serving.
 `install` builds the shared state (control store, bulk store, jobs, runtime), hooks the
 control plane, the runtime routes and the ``/_local/resources`` and ``/_local/bulk``
 inspection routes into a
-`LocalPersonalize`, and `ControlPlane.start` resumes every resource's driver.
+`PersonalizeService`, and `ControlPlane.start` resumes every resource's driver.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ from clickstream_devkit.personalize.events_api import strict_json_loads
 from clickstream_devkit.personalize.shape_validation import RequestValidator, load_service_model
 
 if TYPE_CHECKING:
-    from clickstream_devkit.personalize.server import LocalPersonalize
+    from clickstream_devkit.personalize.server import PersonalizeService
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class _Resumable(Protocol):
 
 
 class ControlPlane:
-    def __init__(self, service: LocalPersonalize, deps: Deps) -> None:
+    def __init__(self, service: PersonalizeService, deps: Deps) -> None:
         self._service = service
         self._deps = deps
         self._validator = RequestValidator(load_service_model("personalize"))
@@ -164,7 +164,7 @@ async def _read_json(request: web.Request) -> Any:
         raise ApiError(SERIALIZATION, "Request body is not valid JSON", rule="not_json") from None
 
 
-def install(service: LocalPersonalize, data_dir: Path | str, options: ControlOptions) -> ControlPlane:
+def install(service: PersonalizeService, data_dir: Path | str, options: ControlOptions) -> ControlPlane:
     """Wire the control plane, the runtime and the inspection route into `service`."""
     directory = Path(data_dir)
     models_dir = directory / MODELS_DIR

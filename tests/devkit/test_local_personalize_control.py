@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from clickstream_devkit.recsys.data import InteractionRow
 
-from tests.integration.test_local_personalize_lifecycle import (
+from tests.devkit.test_local_personalize_lifecycle import (
     CSV_HEADER,
     NO_RETRY,
     RECIPE,
@@ -23,7 +23,7 @@ from tests.integration.test_local_personalize_lifecycle import (
     interaction_csv_rows,
     upload_csv,
 )
-from tests.unit.test_recsys_models import taste_rows
+from tests.devkit.test_recsys_models import taste_rows
 
 pytestmark = pytest.mark.integration
 

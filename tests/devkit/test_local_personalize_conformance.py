@@ -27,8 +27,8 @@ from botocore.exceptions import ClientError
 from botocore.model import ListShape, MapShape, OperationModel, ServiceModel, Shape, StructureShape
 from clickstream_devkit.personalize.shape_validation import compile_pattern, load_service_model
 
+from tests.devkit.test_local_personalize_lifecycle import NO_RETRY, SIMPLE_INTERACTIONS_SCHEMA, Clients
 from tests.helpers import LocalPersonalize
-from tests.integration.test_local_personalize_lifecycle import NO_RETRY, SIMPLE_INTERACTIONS_SCHEMA, Clients
 
 pytestmark = pytest.mark.integration
 

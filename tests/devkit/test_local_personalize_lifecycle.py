@@ -22,8 +22,8 @@ from botocore.exceptions import ClientError
 from clickstream_devkit.recsys.data import InteractionRow
 from clickstream_devkit.recsys.metrics import METRIC_KEYS
 
+from tests.devkit.test_recsys_models import taste_rows
 from tests.helpers import REPO_ROOT, LocalPersonalize
-from tests.unit.test_recsys_models import taste_rows
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from clickstream_devkit.recsys.models.knn import KnnModel
 from clickstream_devkit.recsys.recipes import RECIPES, load_model
 from clickstream_devkit.recsys.train import TrainingResult, train
 
-from tests.unit.test_recsys_models import taste_rows
+from tests.devkit.test_recsys_models import taste_rows
 
 Rows = list[InteractionRow]
 TasteRows = tuple[Rows, dict[str, dict[str, str]]]
