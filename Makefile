@@ -39,7 +39,7 @@ faults: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider -m faults tests/faults
 
 docs: $(STAMP)
-	$(BIN)/python -m worker.config_docs README.md
+	$(BIN)/python -m worker.config.docs README.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check worker devkit tests bench

@@ -244,7 +244,7 @@ class Worker:
 
     def _archive(self, routes: dict[str, TopicRoute]) -> ArchiveSink | None:
         """The optional S3 archive of delivered interactions (the scheduler's bulk path)."""
-        archive = self.settings.scheduler.archive
+        archive = self.settings.archive
         if archive is None:
             return None
         interactions = [r for r in routes.values() if r.target.dataset_type is DatasetType.INTERACTIONS]

@@ -133,7 +133,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from worker.mapping import EventDecoder, default_mapping
+    from worker.config.mapping import default_mapping
+    from worker.mapping import EventDecoder
     from worker.schemas import load_schema
     from worker.validate_cmd import open_input, run_validate
     from worker.validation import ValidationLimits
@@ -212,7 +213,7 @@ def _cmd_dlq(args: argparse.Namespace) -> int:
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
-    from worker.config_docs import example_config, reference_table
+    from worker.config.docs import example_config, reference_table
 
     print(example_config() if args.config_command == "example" else reference_table())
     return 0

@@ -47,10 +47,10 @@ from clickstream_devkit.personalize.process import LocalPersonalize
 from clickstream_devkit.progress import ProgressView, Snapshot, control_lines, metric_total
 from worker.app import Worker
 from worker.config import WorkerSettings
+from worker.config.scheduler import SchedulerSettings
 from worker.kafka_admin import ensure_topics
 from worker.observe.logging import configure_logging
 from worker.schedule.service import Scheduler
-from worker.schedule.settings_io import SchedulerSettings
 
 TOPICS = {"clicks": 4, "items": 2, "users": 2}
 #: Short group timeouts: joins on Tansu take ~3 s instead of ~20 s.

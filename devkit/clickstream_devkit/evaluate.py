@@ -336,7 +336,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     from worker.config import DEFAULT_SCHEMA_DIR, ConfigError, KafkaSettings, load_settings  # noqa: PLC0415
-    from worker.mapping import EventDecoder, default_mapping  # noqa: PLC0415
+    from worker.config.mapping import default_mapping  # noqa: PLC0415
+    from worker.mapping import EventDecoder  # noqa: PLC0415
     from worker.records import DatasetType, SourceRef  # noqa: PLC0415
     from worker.schemas import load_schema  # noqa: PLC0415
     from worker.validation import ValidationLimits  # noqa: PLC0415

@@ -25,7 +25,8 @@ from clickstream_devkit.generator import (
 )
 
 from worker.config import DEFAULT_SCHEMA_DIR
-from worker.mapping import EventDecoder, default_mapping
+from worker.config.mapping import default_mapping
+from worker.mapping import EventDecoder
 from worker.records import CatalogUpdate, DatasetType, Interaction, Rejection, SourceRef
 from worker.schemas import load_schema
 from worker.validation import ValidationLimits

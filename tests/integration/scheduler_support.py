@@ -21,13 +21,14 @@ from clickstream_devkit.generator import ClickstreamGenerator
 
 from tests.helpers import LocalPersonalize
 from worker.config import DEFAULT_SCHEMA_DIR
-from worker.mapping import EventDecoder, default_mapping
+from worker.config.mapping import default_mapping
+from worker.config.solutions import SolutionSchedule
+from worker.mapping import EventDecoder
 from worker.records import DatasetType, Interaction, SourceRef
 from worker.schedule.lifecycle import TYPE_PREFIX, LifecyclePublisher, SchedulerMetrics
 from worker.schedule.memory_store import InMemoryStore, MemoryStore
 from worker.schedule.observe import VolumeCounter
 from worker.schedule.reconciler import Reconciler, TickReport
-from worker.schedule.settings import SolutionSchedule
 from worker.schemas import load_schema
 from worker.validation import ValidationLimits
 

@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry
 from tests.helpers import LocalPersonalize
 from tests.integration.scheduler_support import ROLE_ARN, Harness, acted, generated_interactions, make_lab
 from worker.archive import ArchiveSettings, ArchiveSink
-from worker.schedule.settings import SolutionSchedule
+from worker.config.solutions import SolutionSchedule
 from worker.schedule.state import ACTIVE, FULL, INCREMENTAL
 
 pytestmark = pytest.mark.integration

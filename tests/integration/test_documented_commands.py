@@ -593,7 +593,7 @@ def test_dockerfile_worker_image(tmp_path: Path, broker: Any, kafka_topic: Any, 
     The image's configuration is the operator's: here the README's starting point, `config example`.
     tests/unit/test_packaging.py runs this HEALTHCHECK against an in-process health server;
     here it probes the real worker process, through the environment variable."""
-    from worker.config_docs import example_config
+    from worker.config.docs import example_config
 
     command = documented("Dockerfile | stage worker: ENTRYPOINT + CMD | clickstream-worker run")
     check = documented("Dockerfile | stage worker: HEALTHCHECK | python")

@@ -178,8 +178,8 @@ def test_archive_sink_writes_every_delivered_interaction_to_s3(scenario: Any, mo
     s = scenario()
     worker = s.worker()
     config = yaml.safe_load(worker.config.read_text())
-    config["scheduler"] = {"archive": {"bucket": bucket, "prefix": "interactions/", "s3_endpoint_url": moto_s3,
-                                       "flush_rows": 1000, "flush_seconds": 2}}
+    config["archive"] = {"bucket": bucket, "prefix": "interactions/", "s3_endpoint_url": moto_s3,
+                         "flush_rows": 1000, "flush_seconds": 2}
     worker.config.write_text(yaml.safe_dump(config))
     worker.start()
     worker.wait_ready()

@@ -40,14 +40,14 @@ from tests.integration.scheduler_support import (
     wait_status,
 )
 from worker.config import KafkaSettings
+from worker.config.scheduler import SchedulerSettings
+from worker.config.solutions import SolutionSchedule
 from worker.records import Interaction
 from worker.schedule.cli_cmds import add_retrain_arguments, add_status_arguments, main_retrain, main_status
 from worker.schedule.lease import wait_for
 from worker.schedule.memory_store import KafkaMemoryStore
 from worker.schedule.observe import VolumeCounter
 from worker.schedule.service import Scheduler
-from worker.schedule.settings import SolutionSchedule
-from worker.schedule.settings_io import SchedulerSettings
 from worker.schedule.state import ACTIVE, CREATE_IN_PROGRESS, CREATE_STOPPED
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,8 @@ import pytest
 
 from worker.archive.csv import ArchiveColumns, encode_rows, format_value, object_body, object_key
 from worker.config import DEFAULT_SCHEMA_DIR
-from worker.mapping import EventDecoder, default_mapping
+from worker.config.mapping import default_mapping
+from worker.mapping import EventDecoder
 from worker.records import DatasetType, Interaction, SourceRef
 from worker.schemas import load_schema, parse_schema
 from worker.validation import ValidationLimits

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from worker.config import ConfigError, load_settings
-from worker.config_docs import example_config, reference_table
+from worker.config.docs import example_config, reference_table
 from worker.records import DatasetType
 
 MINIMAL = {
@@ -141,17 +141,33 @@ def test_secrets_are_not_rendered(tmp_path: Path) -> None:
 def test_readme_configuration_reference_is_current() -> None:
     from pathlib import Path
 
-    from worker.config_docs import render_readme
+    from worker.config.docs import render_readme
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     assert render_readme(readme) == readme, "README's configuration reference is stale: run `make docs`"
 
 
 def test_commented_scheduler_example_is_valid() -> None:
-    from worker.schedule.settings_io import SchedulerSettings
+    from worker.config.archive import ArchiveSettings
+    from worker.config.scheduler import SchedulerSettings
 
     text = example_config()
-    block = text[text.index("#  solutions:"):]
+    block = text[text.index("#  solutions:"):text.index("# The S3 archive sink")]
     uncommented = "\n".join(line[1:] for line in block.splitlines() if line.startswith("#"))
     settings = SchedulerSettings.model_validate({"enabled": True, **yaml.safe_load(uncommented)})
     assert settings.solutions[0].full is not None and settings.solutions[0].gate.max_relative_drop == 0.05
+    archive = text[text.index("# archive:"):]
+    lines = [line[2:] for line in archive.splitlines() if line.startswith("# ")]
+    parsed = yaml.safe_load("\n".join(lines))
+    assert ArchiveSettings.model_validate(parsed["archive"]).bucket == "my-archive-bucket"
+
+
+def test_the_archive_moved_out_of_the_scheduler_section_is_still_read(tmp_path: Path) -> None:
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump({
+        "topics": [{"name": "clicks", "dataset_type": "interactions", "tracking_id": "t"}],
+        "scheduler": {"archive": {"bucket": "my-archive-bucket"}},
+    }))
+    with pytest.warns(FutureWarning, match="scheduler.archive moved to archive"):
+        settings = load_settings(path)
+    assert settings.archive is not None and settings.archive.bucket == "my-archive-bucket"

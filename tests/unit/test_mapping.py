@@ -25,19 +25,21 @@ from tests.unit.malformed_corpus import (
     track,
     user,
 )
+from worker.config.mapping import (
+    InteractionsMapping,
+    ItemsMapping,
+    MappingSpec,
+    UsersMapping,
+    default_mapping,
+    parse_mapping,
+)
 from worker.mapping import (
     DEFAULT_MAX_RECORD_BYTES,
     EventDecoder,
-    InteractionsMapping,
-    ItemsMapping,
     MappingConfigError,
-    MappingSpec,
-    UsersMapping,
     compile_paths,
-    default_mapping,
     derived_event_id,
     extract,
-    parse_mapping,
 )
 from worker.records import CatalogUpdate, DatasetType, Interaction, Rejection, SourceRef, Stage
 from worker.schemas import DatasetSchema, load_schema, parse_schema

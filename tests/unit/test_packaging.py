@@ -31,10 +31,10 @@ from prometheus_client import CollectorRegistry
 
 from worker.archive.sink import ArchiveMetrics
 from worker.config import ConfigError, WorkerSettings, load_settings
+from worker.config.scheduler import SchedulerSettings
 from worker.observe.health import HealthServer
 from worker.observe.metrics import Metrics
 from worker.schedule.lifecycle import SchedulerMetrics
-from worker.schedule.settings_io import SchedulerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -572,15 +572,15 @@ def test_iam_policies_are_least_privilege(name: str) -> None:
 
 
 def test_worker_policy_grants_exactly_the_configured_targets(tmp_path: Path) -> None:
-    settings, scheduler = k8s_worker(tmp_path)
+    settings, _ = k8s_worker(tmp_path)
     granted = grants(policy("worker-policy.json"))
     by_type = {t.dataset_type.value: t.dataset_arn for t in settings.topics}
     assert granted.pop("personalize:PutItems") == {by_type["items"]}
     assert granted.pop("personalize:PutUsers") == {by_type["users"]}
     (tracker,) = granted.pop("personalize:PutEvents")
     assert re.fullmatch(r"arn:aws:personalize:[\w-]+:\d{12}:event-tracker/[\w-]+", tracker)
-    assert scheduler is not None and scheduler.archive is not None
-    archive = scheduler.archive
+    assert settings.archive is not None
+    archive = settings.archive
     assert granted.pop("s3:PutObject") == {f"arn:aws:s3:::{archive.bucket}/{archive.prefix}*"}
     assert not granted
 
@@ -596,7 +596,7 @@ def _personalize_calls_in(package: Path) -> set[str]:
 
 
 def test_scheduler_policy_covers_every_call_and_only_the_configured_resources(tmp_path: Path) -> None:
-    _, scheduler = k8s_worker(tmp_path)
+    settings, scheduler = k8s_worker(tmp_path)
     granted = grants(policy("scheduler-policy.json"))
     calls = _personalize_calls_in(ROOT / "worker" / "schedule")
     assert {"CreateSolutionVersion", "UpdateCampaign", "ListSolutionVersions"} <= calls  # the scan works
@@ -610,7 +610,8 @@ def test_scheduler_policy_covers_every_call_and_only_the_configured_resources(tm
     assert granted["personalize:CreateSolutionVersion"] == {solution.solution_arn, solution.solution_arn + "/*"}
     assert granted["personalize:UpdateCampaign"] == {c.arn for c in solution.campaigns}
     assert solution.archive_import is not None
-    assert solution.archive_import.data_location == scheduler.archive.data_location  # type: ignore[union-attr]
+    assert settings.archive is not None
+    assert solution.archive_import.data_location == settings.archive.data_location
     assert granted.pop("iam:PassRole") == {solution.archive_import.role_arn}
     (pass_role,) = [s for s in policy("scheduler-policy.json")["Statement"] if s["Action"] == "iam:PassRole"]
     assert pass_role["Condition"]["StringEquals"]["iam:PassedToService"] == "personalize.amazonaws.com"
@@ -619,9 +620,9 @@ def test_scheduler_policy_covers_every_call_and_only_the_configured_resources(tm
 
 
 def test_import_role_and_bucket_let_personalize_read_the_archive(tmp_path: Path) -> None:
-    _, scheduler = k8s_worker(tmp_path)
-    assert scheduler is not None and scheduler.archive is not None
-    bucket, prefix = scheduler.archive.bucket, scheduler.archive.prefix
+    settings, scheduler = k8s_worker(tmp_path)
+    assert settings.archive is not None
+    bucket, prefix = settings.archive.bucket, settings.archive.prefix
     for name in ("personalize-import-role-policy.json", "archive-bucket-policy.json"):
         granted = grants(policy(name))
         objects, listing = {f"arn:aws:s3:::{bucket}/{prefix}*"}, {f"arn:aws:s3:::{bucket}"}

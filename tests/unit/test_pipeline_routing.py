@@ -12,9 +12,10 @@ import json
 from typing import Any
 
 from worker.config import DEFAULT_SCHEMA_DIR
+from worker.config.mapping import default_mapping
 from worker.ingest.pipeline import DECODE_SLICE, Pipeline, TopicRoute
 from worker.ingest.sender import Target
-from worker.mapping import EventDecoder, default_mapping
+from worker.mapping import EventDecoder
 from worker.observe.logging import configure_logging, redact_id
 from worker.observe.metrics import Metrics
 from worker.records import DatasetType, RawRecord, Rejection, SourceRef, Stage

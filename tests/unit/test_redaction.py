@@ -19,10 +19,11 @@ from typing import Any
 import pytest
 import structlog
 
+from worker.config.mapping import default_mapping
 from worker.ingest.grouping import Batch, Entry
 from worker.ingest.pipeline import Pipeline, TopicRoute
 from worker.ingest.sender import Target, batch_identities
-from worker.mapping import EventDecoder, default_mapping
+from worker.mapping import EventDecoder
 from worker.observe.logging import (
     MIN_SCRUB_CHARS,
     NOISY_LIBRARIES,

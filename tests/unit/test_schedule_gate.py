@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from worker.config.solutions import DEFAULT_GATE_METRIC, GateSettings
 from worker.schedule.gate import evaluate, select_candidate
-from worker.schedule.settings import DEFAULT_GATE_METRIC, GateSettings
 from worker.schedule.state import (
     ACTIVE,
     CREATE_FAILED,

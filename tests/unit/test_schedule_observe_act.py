@@ -19,6 +19,9 @@ from kafka import TopicPartition
 from kafka.structs import OffsetAndTimestamp
 from prometheus_client import CollectorRegistry
 
+from worker.config.archive import ArchiveSettings
+from worker.config.scheduler import SchedulerSettings, resource_name
+from worker.config.solutions import SolutionSchedule
 from worker.schedule.act import act
 from worker.schedule.actions import Decision, Import, Nothing, Promote, Refuse, Rollback, Stop, Train
 from worker.schedule.lifecycle import LifecyclePublisher, SchedulerMetrics, cloud_event, rfc3339
@@ -32,8 +35,6 @@ from worker.schedule.observe import (
     version_view,
 )
 from worker.schedule.reconciler import Reconciler, describe_outcome, outcome_keys
-from worker.schedule.settings import SolutionSchedule
-from worker.schedule.settings_io import SchedulerSettings, resource_name
 from worker.schedule.state import (
     ACTIVE,
     CREATE_FAILED,
@@ -320,16 +321,15 @@ def test_memory_records_round_trip_and_ignore_other_keys() -> None:
 
 
 def test_scheduler_settings_validate_names_and_pick_solutions() -> None:
-    settings = SchedulerSettings.model_validate(
-        {"enabled": True, "solutions": [{"solution_arn": SOL}], "archive": {"bucket": "my-bucket", "prefix": "/a/b"}}
-    )
+    settings = SchedulerSettings.model_validate({"enabled": True, "solutions": [{"solution_arn": SOL}]})
     assert settings.solution("shop") is settings.solution(SOL) is settings.solutions[0]
-    assert settings.archive is not None and settings.archive.data_location == "s3://my-bucket/a/b/"
     assert resource_name(CAMP) == "shop"
     with pytest.raises(ValueError, match="no solutions"):
         SchedulerSettings.model_validate({"enabled": True})
+    archive = ArchiveSettings.model_validate({"bucket": "my-bucket", "prefix": "/a/b"})
+    assert archive.data_location == "s3://my-bucket/a/b/"
     with pytest.raises(ValueError, match="bucket"):
-        SchedulerSettings.model_validate({"archive": {"bucket": "Bad_Bucket"}})
+        ArchiveSettings.model_validate({"bucket": "Bad_Bucket"})
 
 
 class FlakyStore(InMemoryStore):

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from worker.config.solutions import SolutionSchedule
 from worker.schedule.actions import (
     Blocked,
     Decision,
@@ -27,7 +28,6 @@ from worker.schedule.actions import (
     Wait,
 )
 from worker.schedule.policy import UNLISTED_GRACE_S, check_conflicts, decide
-from worker.schedule.settings import SolutionSchedule
 from worker.schedule.state import (
     ACTIVE,
     CREATE_FAILED,

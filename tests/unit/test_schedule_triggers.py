@@ -11,7 +11,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from worker.schedule.settings import Cadence, CampaignConfigSettings, SolutionSchedule
+from worker.config.solutions import Cadence, CampaignConfigSettings, SolutionSchedule
 from worker.schedule.state import DAY_S
 from worker.schedule.triggers import (
     daily_cap_hold,

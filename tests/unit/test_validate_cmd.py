@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from tests.unit.malformed_corpus import DROP, NOW, enc, track
-from worker.mapping import EventDecoder, default_mapping
+from worker.config.mapping import default_mapping
+from worker.mapping import EventDecoder
 from worker.records import DatasetType
 from worker.schemas import load_schema
 from worker.validate_cmd import open_input, run_validate

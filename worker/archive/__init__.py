@@ -4,6 +4,6 @@
 """
 
 from worker.archive.sink import ArchiveSink
-from worker.schedule.settings_io import ArchiveSettings
+from worker.config.archive import ArchiveSettings
 
 __all__ = ["ArchiveSettings", "ArchiveSink"]

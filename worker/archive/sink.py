@@ -32,8 +32,8 @@ from botocore.config import Config
 from prometheus_client import CollectorRegistry, Counter
 
 from worker.archive.csv import ArchiveColumns, encode_rows, object_body, object_key
+from worker.config.archive import ArchiveSettings
 from worker.records import Interaction
-from worker.schedule.settings_io import ArchiveSettings
 from worker.schemas import DatasetSchema, load_schema
 
 log = structlog.get_logger(__name__)

@@ -272,6 +272,8 @@ def configure_logging(
     handler.setFormatter(formatter)
     setattr(handler, _HANDLER_MARK, True)
 
+    # Python warnings (a deprecated setting's FutureWarning, ...) come out as log lines too.
+    logging.captureWarnings(True)
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
         root.removeHandler(old)

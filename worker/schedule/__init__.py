@@ -5,6 +5,7 @@ lifecycle events) builds an :class:`Observation`, calls :func:`decide`, performs
 returned action and updates :class:`Memory` with its ``record_*`` transitions.
 """
 
+from worker.config.solutions import SolutionSchedule
 from worker.schedule.actions import (
     Action,
     Blocked,
@@ -20,7 +21,6 @@ from worker.schedule.actions import (
     Wait,
 )
 from worker.schedule.policy import check_conflicts, decide
-from worker.schedule.settings import SolutionSchedule
 from worker.schedule.state import (
     CampaignView,
     ImportView,

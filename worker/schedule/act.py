@@ -29,9 +29,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from worker.config.scheduler import resource_name
 from worker.schedule.actions import Decision, Import, Promote, Refuse, Rollback, Stop, Train
 from worker.schedule.observe import error_code
-from worker.schedule.settings_io import resource_name
 from worker.schedule.state import RETRYABLE_ERRORS, Memory
 
 #: Lifecycle event = (kind, data); the reconciler adds the CloudEvents envelope.

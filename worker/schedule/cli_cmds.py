@@ -24,13 +24,13 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from worker.config import ConfigError, WorkerSettings, load_settings
+from worker.config.scheduler import SchedulerSettings, resource_name
 from worker.records import DatasetType
 from worker.schedule.lease import LeaderLease, ensure_control_topic
 from worker.schedule.lifecycle import LifecyclePublisher, SchedulerMetrics
 from worker.schedule.memory_store import InMemoryStore, KafkaMemoryStore, MemoryStore, SolutionState
 from worker.schedule.observe import ObserveError, VolumeCounter
 from worker.schedule.reconciler import Reconciler, TickReport
-from worker.schedule.settings_io import SchedulerSettings, resource_name
 from worker.schedule.state import Observation
 
 EXIT_CONFIG = 2

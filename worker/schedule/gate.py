@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.schedule.settings import GateSettings
+from worker.config.solutions import GateSettings
 from worker.schedule.state import ACTIVE, VersionView
 
 #: Absorbs float rounding so a drop of exactly ``max_relative_drop`` passes as documented.

@@ -30,7 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
-from worker.schedule.settings import SolutionSchedule
+from worker.config.solutions import SolutionSchedule
 from worker.schedule.state import (
     ACTIVE,
     FULL,

@@ -46,6 +46,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from worker.config.solutions import CampaignSettings, SolutionSchedule
 from worker.schedule.actions import (
     Action,
     Blocked,
@@ -62,7 +63,6 @@ from worker.schedule.actions import (
 )
 from worker.schedule.findings import alerts, check_conflicts, failed_update
 from worker.schedule.gate import evaluate, select_candidate
-from worker.schedule.settings import CampaignSettings, SolutionSchedule
 from worker.schedule.state import (
     ACTIVE,
     BUSY,

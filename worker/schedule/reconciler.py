@@ -26,6 +26,8 @@ from typing import Any
 
 import structlog
 
+from worker.config.scheduler import resource_name
+from worker.config.solutions import SolutionSchedule
 from worker.schedule.act import ActResult, act
 from worker.schedule.actions import Decision
 from worker.schedule.findings import check_conflicts
@@ -33,8 +35,6 @@ from worker.schedule.lifecycle import LifecyclePublisher, SchedulerMetrics
 from worker.schedule.memory_store import MemoryStore, SolutionState
 from worker.schedule.observe import ObserveError, PersonalizeObserver, VolumeCounter
 from worker.schedule.policy import decide
-from worker.schedule.settings import SolutionSchedule
-from worker.schedule.settings_io import resource_name
 from worker.schedule.state import ACTIVE, CREATE_FAILED, CREATE_STOPPED, Observation
 from worker.schedule.triggers import starts_in_window
 

@@ -26,13 +26,13 @@ from kafka import KafkaProducer
 from prometheus_client import CollectorRegistry
 
 from worker.config import KafkaSettings
+from worker.config.scheduler import SchedulerSettings
 from worker.kafka_admin import ensure_topics
 from worker.schedule.lease import LeaderLease, ensure_control_topic
 from worker.schedule.lifecycle import LifecyclePublisher, SchedulerMetrics
 from worker.schedule.memory_store import KafkaMemoryStore
 from worker.schedule.observe import VolumeCounter
 from worker.schedule.reconciler import Reconciler, TickReport
-from worker.schedule.settings_io import SchedulerSettings
 
 log = structlog.get_logger(__name__)
 

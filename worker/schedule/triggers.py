@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
-from worker.schedule.settings import Cadence, SolutionSchedule
+from worker.config.solutions import Cadence, SolutionSchedule
 from worker.schedule.state import DAY_S
 
 

@@ -1,14 +1,4 @@
-"""Per-solution retraining-scheduler configuration (pydantic v2, embedded in the worker's YAML).
-
-One :class:`SolutionSchedule` describes everything the pure policy needs to know about one
-managed solution: when to train (FULL on a cron expression or an interval, UPDATE on its own
-cadence, a data-volume trigger), the cost guards (minimum interval, a daily cap, a stop
-timeout), the promotion gate, the campaigns to promote into and the optional bulk import
-that must precede a FULL training.
-
-Every model forbids unknown keys, so a typo in YAML is an error rather than a silently
-ignored setting, and every validation error names the setting and how to fix it.
-"""
+"""Per-solution retraining policy: cadence, data-volume trigger, gate, campaigns, archive import (pure models)."""
 
 from __future__ import annotations
 
@@ -17,19 +7,29 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from worker.config.base import _Frozen
 
 #: The metric the gate compares by default (GetSolutionMetrics key, contract §9).
 DEFAULT_GATE_METRIC = "normalized_discounted_cumulative_gain_at_10"
 
 _ARN = re.compile(r"^arn:[a-z\d-]+:personalize:[^:]*:[^:]*:.+$")
+
 _ROLE_ARN = re.compile(r"^arn:[a-z\d-]+:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-/]+$")
+
 _S3_LOCATION = re.compile(r"^(s3|http|https)://.+")
+
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9\-_]*$")
+
 _CRON_MACROS = frozenset({"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"})
+
 #: Room left in the 63-character ``jobName`` for the ``-<epoch seconds>`` suffix.
 _MAX_PREFIX = 63 - 11
-
 
 def _check_arn(value: str, resource: str) -> str:
     """An ARN of the given Personalize resource type (``solution/``, ``campaign/`` …)."""
@@ -40,12 +40,7 @@ def _check_arn(value: str, resource: str) -> str:
         )
     return value
 
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Cadence(_Model):
+class Cadence(_Frozen):
     """When a training of one mode is due: exactly one of ``cron`` or ``interval_s``.
 
     Both are anchored on the creation time of the last successful (ACTIVE) training of
@@ -83,8 +78,7 @@ class Cadence(_Model):
             raise ValueError("set exactly one of 'cron' (e.g. '0 3 * * 0') or 'interval_s' (e.g. 604800)")
         return self
 
-
-class DataVolume(_Model):
+class DataVolume(_Frozen):
     """The data-volume rule: how many interactions delivered since the last training matter.
 
     The count comes from the input topics' offsets since the last version's creation; when
@@ -100,8 +94,7 @@ class DataVolume(_Model):
         "have arrived; avoids paying to retrain on unchanged data.",
     )
 
-
-class GateSettings(_Model):
+class GateSettings(_Frozen):
     """The promotion gate: an ACTIVE version replaces the served one only if it is not worse."""
 
     metric: str = Field(DEFAULT_GATE_METRIC, min_length=1, max_length=256, description="GetSolutionMetrics key.")
@@ -116,8 +109,7 @@ class GateSettings(_Model):
         description="Absolute minimums, metric -> min. The only check for a campaign's first version.",
     )
 
-
-class CampaignConfigSettings(_Model):
+class CampaignConfigSettings(_Frozen):
     """The ``campaignConfig`` sent with every UpdateCampaign/CreateCampaign the scheduler issues.
 
     ``syncWithLatestSolutionVersion`` is deliberately absent: it would let Personalize promote
@@ -163,8 +155,7 @@ class CampaignConfigSettings(_Model):
             wire["rankingInfluence"] = dict(self.ranking_influence)
         return wire
 
-
-class CampaignSettings(_Model):
+class CampaignSettings(_Frozen):
     """A campaign the scheduler promotes versions into (created on first promotion if absent)."""
 
     arn: str
@@ -176,8 +167,7 @@ class CampaignSettings(_Model):
     def _check(cls, value: str) -> str:
         return _check_arn(value, "campaign")
 
-
-class ArchiveImport(_Model):
+class ArchiveImport(_Frozen):
     """A bulk import (CreateDatasetImportJob) that must be ACTIVE before each FULL training.
 
     The first import is FULL; later ones are INCREMENTAL (FULL would overwrite earlier bulk
@@ -219,8 +209,7 @@ class ArchiveImport(_Model):
             )
         return value
 
-
-class SolutionSchedule(_Model):
+class SolutionSchedule(_Frozen):
     """Everything the scheduler decides for one managed solution."""
 
     solution_arn: str

@@ -9,15 +9,12 @@ from typing import Any
 from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
-from worker.config import (
-    DeliverySettings,
-    KafkaSettings,
-    ObservabilitySettings,
-    PersonalizeSettings,
-    TopicSettings,
-    ValidationSettings,
-)
-from worker.schedule.settings_io import SchedulerSettings
+from worker.config.archive import ArchiveSettings
+from worker.config.delivery import DeliverySettings, DlqSettings, PersonalizeSettings, ValidationSettings
+from worker.config.kafka import KafkaSettings
+from worker.config.observability import ObservabilitySettings
+from worker.config.scheduler import SchedulerSettings
+from worker.config.topics import TopicSettings
 
 _SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("kafka", KafkaSettings, "Kafka connection and group. KAFKA_BOOTSTRAP_SERVERS overrides bootstrap_servers."),
@@ -25,6 +22,7 @@ _SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("delivery", DeliverySettings, "Batching, quotas, retries, backpressure."),
     ("validation", ValidationSettings, "Record validation window and size guard."),
     ("observability", ObservabilitySettings, "Logs, metrics and probes."),
+    ("dlq", DlqSettings, "Dead-letter replay (`clickstream-worker dlq replay`)."),
     ("scheduler", SchedulerSettings, "Retraining scheduler (per-solution policies under `solutions:`, see README)."),
 ]
 
@@ -103,6 +101,12 @@ def example_config() -> str:
         parts.extend(_field_line(name, info) for name, info in model.model_fields.items())
         parts.append("")
     parts.append(_SCHEDULER_EXAMPLE)
+    parts.append("# The S3 archive sink of delivered interactions (optional; uncomment to enable):")
+    parts.append("# archive:")
+    for name, info in ArchiveSettings.model_fields.items():
+        default = info.get_default(call_default_factory=True)
+        value = "my-archive-bucket" if info.is_required() else _render_value(default)
+        parts.append(f"#   {name}: {value}" + (f"  # {info.description}" if info.description else ""))
     return "\n".join(parts)
 
 
@@ -117,6 +121,9 @@ def reference_table() -> str:
             default = _render_value(info.get_default(call_default_factory=True))
             env = f"WORKER_{section.upper()}__{name.upper()}"
             rows.append(f"| `{section}.{name}` | `{default}` | `{env}` | {info.description or ''} |")
+    for name, info in ArchiveSettings.model_fields.items():
+        default = "required" if info.is_required() else _render_value(info.get_default(call_default_factory=True))
+        rows.append(f"| `archive.{name}` | `{default}` | `WORKER_ARCHIVE__{name.upper()}` | {info.description or ''} |")
     return "\n".join(rows)
 
 

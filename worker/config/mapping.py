@@ -1,0 +1,169 @@
+"""How one topic's JSON records map onto Personalize members: the `mapping:` block of a topic.
+
+Which JSON fields feed which member is configuration (dot paths, tried in order), so an application
+with its own event shape writes a mapping, never code; `worker.mapping` compiles it into a decoder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+)
+
+from worker.records import DatasetType
+
+TimestampUnit = Literal["iso8601", "seconds", "milliseconds", "iso8601_or_seconds"]
+
+def _as_path_list(value: object) -> object:
+    """Let a single path be written as a plain string in YAML."""
+    return [value] if isinstance(value, str) else value
+
+def _check_paths(paths: tuple[str, ...]) -> tuple[str, ...]:
+    for path in paths:
+        if not path or any(not seg for seg in path.split(".")):
+            raise ValueError(f"bad field path {path!r}: write dot paths such as 'properties.productId'")
+    return paths
+
+Paths = Annotated[tuple[str, ...], BeforeValidator(_as_path_list), AfterValidator(_check_paths)]
+"""A list of dot paths tried in order; the first one holding a non-null value wins."""
+
+_EVENT_TYPE = Annotated[str, Field(min_length=1, max_length=256)]
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    field_prefix: str = Field(default="properties", min_length=1, description="Where unlisted columns are read.")
+    fields: dict[str, Paths] = Field(
+        default_factory=dict,
+        description="Schema column -> paths. Columns not listed are looked up in "
+        "<field_prefix>.<camelCase>, <field_prefix>.<COLUMN>, <field_prefix>.<lowercase>.",
+    )
+
+    @field_validator("field_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        _check_paths((value,))
+        return value
+
+    @field_validator("fields")
+    @classmethod
+    def _check_field_paths(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        for column, paths in value.items():
+            if not paths:
+                raise ValueError(f"fields.{column}: give at least one path, or drop the entry")
+        return value
+
+class InteractionsMapping(_Spec):
+    """How one topic's JSON events become PutEvents events. Defaults read Segment `track`."""
+
+    kind: Literal["interactions"] = Field(default="interactions", description="The dataset type this maps to.")
+    event_id: Paths = Field(
+        default=("messageId",),
+        description="The source's own event ID (makes redelivery effectively-once across topics). "
+        "Empty, or nothing found: derived from the record itself (topic, partition, offset, timestamp, "
+        "key and value digests), so redeliveries share it and re-created topics do not reuse it.",
+    )
+    user_id: Paths = Field(default=("userId",), description="Optional: events without it are anonymous.")
+    session_id: Paths = Field(default=("context.sessionId", "anonymousId"), description="PutEvents requires one.")
+    session_id_fallback_to_user_id: bool = Field(
+        default=False,
+        description="Use the userId as sessionId when no session path holds a value. Off by default: "
+        "a per-user session merges all of a user's visits into one session, which hides session "
+        "boundaries from session-based recipes; turn it on only for sources without sessions.",
+    )
+    item_id: Paths = Field(
+        default=("properties.productId", "properties.itemId"),
+        description="Required when the schema's ITEM_ID column is not nullable (the shipped one).",
+    )
+    event_type: Paths = Field(default=("event",), min_length=1, description="Required; becomes eventType.")
+    allowed_event_types: list[_EVENT_TYPE] = Field(
+        default_factory=list,
+        description="Source event names accepted (matched before renaming); empty accepts all. "
+        "Others are rejected with rule event_type_not_allowed.",
+    )
+    event_type_renames: dict[str, _EVENT_TYPE] = Field(
+        default_factory=dict, description="Source event name -> eventType sent to Personalize."
+    )
+    event_value: Paths = Field(default=("properties.value",), description="A JSON number; becomes eventValue.")
+    timestamp: Paths = Field(default=("timestamp",), min_length=1, description="Required; becomes sentAt.")
+    timestamp_unit: TimestampUnit = Field(
+        default="iso8601",
+        description="How `timestamp` is written: iso8601 strings, or epoch seconds / milliseconds "
+        "numbers (iso8601_or_seconds: strings as ISO-8601, numbers as seconds). Explicit on purpose: "
+        "guessing seconds vs milliseconds from magnitude is how year-50000 events happen. ISO-8601 "
+        "times without an offset are taken as UTC.",
+    )
+    recommendation_id: Paths = Field(
+        default=("properties.recommendationId",), description="Becomes recommendationId (1-40 chars)."
+    )
+    impression: Paths = Field(
+        default=("properties.impression",), description="A list of item IDs or one string joined with |."
+    )
+    event_attribution_source: Paths = Field(
+        default=("properties.eventAttributionSource",),
+        description="Becomes metricAttribution.eventAttributionSource.",
+    )
+
+class _CatalogSpec(_Spec):
+    timestamp_units: dict[str, TimestampUnit] = Field(
+        default_factory=dict,
+        description="Integer columns holding times, converted to epoch seconds. Reserved time "
+        "columns (CREATION_TIMESTAMP) default to iso8601_or_seconds.",
+    )
+
+class ItemsMapping(_CatalogSpec):
+    """How one topic's JSON item records become PutItems items."""
+
+    kind: Literal["items"] = Field(default="items", description="The dataset type this maps to.")
+    item_id: Paths = Field(
+        default=("itemId", "properties.itemId", "properties.productId"), min_length=1, description="Required."
+    )
+
+class UsersMapping(_CatalogSpec):
+    """How one topic's JSON user records become PutUsers users. Defaults read Segment `identify`."""
+
+    kind: Literal["users"] = Field(default="users", description="The dataset type this maps to.")
+    user_id: Paths = Field(default=("userId",), min_length=1, description="Required.")
+    field_prefix: str = Field(default="traits", min_length=1, description="Where unlisted columns are read.")
+
+def _spec_kind(value: Any) -> str | None:
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    return kind if isinstance(kind, str) else None
+
+MappingSpec = Annotated[
+    Annotated[InteractionsMapping, Tag("interactions")]
+    | Annotated[ItemsMapping, Tag("items")]
+    | Annotated[UsersMapping, Tag("users")],
+    Discriminator(
+        _spec_kind,
+        custom_error_type="mapping_kind",
+        custom_error_message="a mapping needs `kind: interactions | items | users` (the dataset type of its topic)",
+    ),
+]
+"""Any topic's mapping; `kind` names the dataset type it is written for."""
+
+_MODELS: dict[DatasetType, type[InteractionsMapping | ItemsMapping | UsersMapping]] = {
+    DatasetType.INTERACTIONS: InteractionsMapping,
+    DatasetType.ITEMS: ItemsMapping,
+    DatasetType.USERS: UsersMapping,
+}
+
+def default_mapping(dataset_type: DatasetType) -> InteractionsMapping | ItemsMapping | UsersMapping:
+    """The mapping used when a topic configures none (the shapes in the module docstring)."""
+    return _MODELS[dataset_type]()
+
+def parse_mapping(
+    dataset_type: DatasetType, data: Mapping[str, Any] | None
+) -> InteractionsMapping | ItemsMapping | UsersMapping:
+    """Validate a mapping section written for `dataset_type` (its `kind` may be left out)."""
+    return _MODELS[dataset_type].model_validate(dict(data or {}))
