@@ -34,6 +34,7 @@ from worker.archive.sink import ArchiveSink
 from worker.config import WorkerSettings, check_endpoint_security
 from worker.ingest.consumer import ConsumerThread
 from worker.ingest.deadletter import DeadLetterWriter
+from worker.ingest.feedback import ConsumerFeedback, LoopSink
 from worker.ingest.lean_client import LeanEventsClient
 from worker.ingest.pipeline import Pipeline, TopicRoute
 from worker.ingest.ratelimit import RateLimiterRegistry
@@ -193,20 +194,14 @@ class Worker:
             return 0
         await loop.run_in_executor(None, self._ensure_dead_letter_topics)
         async with events_client(settings) as client:
-            pipeline: Pipeline
-            # Late binding on purpose: the pipeline is created below and needs the writer.
-            dlq = DeadLetterWriter(producer, on_done=lambda src, rej: pipeline.on_dead_letter_acked(src, rej))  # noqa: PLW0108
+            # Built in dependency order; the two threads talk only through `feedback` and `sink`.
+            feedback = ConsumerFeedback()
+            dlq = DeadLetterWriter(producer)
             limiters = RateLimiterRegistry({
                 "PutEvents": settings.delivery.put_events_rps,
                 "PutItems": settings.delivery.put_items_rps,
                 "PutUsers": settings.delivery.put_users_rps,
             })
-            consumer = ConsumerThread(
-                settings.kafka, list(routes), submit=lambda recs: loop.call_soon_threadsafe(pipeline.submit, recs),
-                metrics=self.metrics, max_inflight_events=settings.delivery.max_inflight_events,
-                max_inflight_bytes=settings.delivery.max_inflight_bytes,
-                consumer_overrides=self._consumer_overrides,
-            )
             sender = Sender(
                 client, limiters, self.metrics,
                 max_concurrency=settings.delivery.max_concurrency,
@@ -215,13 +210,17 @@ class Worker:
             )
             archive = self._archive(routes)
             pipeline = Pipeline(
-                routes, sender, dead_letters=dlq, metrics=self.metrics, complete=consumer.complete,
+                routes, sender, dead_letters=dlq, metrics=self.metrics, feedback=feedback,
                 linger_s=settings.delivery.linger_ms / 1000.0,
-                on_config_fault=lambda topic, _msg: consumer.stop_topic(topic),
-                on_config_recovered=consumer.resume_topic,
                 archive=archive,
                 origin_key=(key.get_secret_value().encode()
                             if (key := settings.dlq.replay_origin_key) is not None else None),
+            )
+            consumer = ConsumerThread(
+                settings.kafka, list(routes), sink=LoopSink(loop, pipeline.submit), feedback=feedback,
+                metrics=self.metrics, max_inflight_events=settings.delivery.max_inflight_events,
+                max_inflight_bytes=settings.delivery.max_inflight_bytes,
+                consumer_overrides=self._consumer_overrides,
             )
             self._consumer, self._pipeline = consumer, pipeline
             pipeline.start()

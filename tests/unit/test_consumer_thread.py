@@ -19,6 +19,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 from worker.config import load_settings
 from worker.ingest import consumer as consumer_module
+from worker.ingest.feedback import ConsumerFeedback
 from worker.observe.metrics import Metrics
 from worker.records import RawRecord
 
@@ -102,6 +103,16 @@ class FakeConsumer:
         pass
 
 
+class ListSink:
+    """A `RecordSink` that keeps what the consumer thread handed over."""
+
+    def __init__(self) -> None:
+        self.records: list[RawRecord] = []
+
+    def submit(self, records: list[RawRecord]) -> None:
+        self.records.extend(records)
+
+
 class FakeProbe:
     """Stands in for FetchProbe: `bad` partitions fail with `error` until healed."""
 
@@ -141,14 +152,14 @@ def thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setattr(consumer_module, "FetchProbe", FakeProbe)
     for name in ("WORKER_KAFKA__ISOLATION_LEVEL", "WORKER_KAFKA__METADATA_MAX_AGE_MS"):
         monkeypatch.delenv(name, raising=False)
-    submitted: list[RawRecord] = []
+    sink = ListSink()
     worker_thread = consumer_module.ConsumerThread(
         _settings(tmp_path, {"stall_after_s": 3.0, "partition_retry_s": 10.0}).kafka, ["clicks"],
-        submit=submitted.extend, metrics=Metrics(), max_inflight_events=100, max_inflight_bytes=1 << 20,
+        sink=sink, feedback=ConsumerFeedback(), metrics=Metrics(), max_inflight_events=100, max_inflight_bytes=1 << 20,
     )
     worker_thread._consumer = worker_thread._connect()
     worker_thread._consumer.subscribe(["clicks"], listener=consumer_module._Listener(worker_thread))
-    worker_thread.submitted = submitted
+    worker_thread.submitted = sink.records
     return worker_thread
 
 
@@ -164,7 +175,8 @@ def test_kafka_settings_reach_the_consumer(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(consumer_module, "KafkaConsumer", FakeConsumer)
     settings = _settings(tmp_path, {"isolation_level": "read_uncommitted", "metadata_max_age_ms": 5000,
                                     "max_partition_fetch_bytes": 4 << 20})
-    consumer = consumer_module.ConsumerThread(settings.kafka, ["clicks"], submit=lambda _r: None, metrics=Metrics(),
+    consumer = consumer_module.ConsumerThread(settings.kafka, ["clicks"], sink=ListSink(), feedback=ConsumerFeedback(),
+                                              metrics=Metrics(),
                                               max_inflight_events=10, max_inflight_bytes=1024)._connect()
     assert consumer.config["isolation_level"] == "read_uncommitted"
     assert consumer.config["metadata_max_age_ms"] == 5000
@@ -253,7 +265,7 @@ def test_a_recreated_topic_is_held_until_in_flight_records_finish_then_restarts(
     assert ("clicks", 0) in thread._recreated and consumer.seeks == []
     thread._apply_backpressure(draining=False)
     assert tp0 in consumer.paused()
-    thread.complete([r.source for r in thread.submitted])
+    thread._feedback.complete([r.source for r in thread.submitted])
     thread._apply_completions()
     thread._last_observe = 0.0
     thread._observe_partitions()
@@ -269,7 +281,7 @@ def test_a_fetch_position_past_a_transaction_marker_is_committed(thread: Any) ->
     tp0, = _assign(thread, [0])
     consumer.script = [{tp0: [_record(0, 0), _record(0, 1)]}]
     thread._poll(draining=False)
-    thread.complete([r.source for r in thread.submitted])
+    thread._feedback.complete([r.source for r in thread.submitted])
     thread._apply_completions()
     consumer.positions = {tp0: 3}  # offset 2 is a commit marker: never handed out
     consumer.highwaters = {tp0: 3}

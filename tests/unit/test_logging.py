@@ -222,6 +222,7 @@ def test_rejected_user_ids_are_redacted_in_the_rejection_log() -> None:
     import io
     import json as _json
 
+    from worker.ingest.feedback import ConsumerFeedback
     from worker.ingest.pipeline import Pipeline, TopicRoute
     from worker.observe.logging import configure_logging
     from worker.observe.metrics import Metrics
@@ -235,7 +236,7 @@ def test_rejected_user_ids_are_redacted_in_the_rejection_log() -> None:
 
     async def scenario() -> None:
         pipeline = Pipeline({}, sender=None, dead_letters=Sink(), metrics=Metrics(),  # type: ignore[arg-type]
-                            complete=lambda _s: None, linger_s=0.01)
+                            feedback=ConsumerFeedback(), linger_s=0.01)
         raw = RawRecord(SourceRef("clicks", 0, 7), None, b"{}", (), None)
         rejection = Rejection(Stage.VALIDATION, "max_length", "too long", field="userId", value="alice@example.com")
         route = TopicRoute(target=None, decoder=None, dlq_topic="clicks.dlq")  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ from typing import Any
 
 from worker.config import DEFAULT_SCHEMA_DIR
 from worker.config.mapping import default_mapping
+from worker.ingest.feedback import ConsumerFeedback
 from worker.ingest.pipeline import DECODE_SLICE, Pipeline, TopicRoute
 from worker.ingest.sender import Target
 from worker.mapping import EventDecoder
@@ -27,7 +28,7 @@ class DeadLetters:
     def __init__(self) -> None:
         self.written: list[tuple[SourceRef, Rejection]] = []
 
-    def write(self, _topic: str, raw: RawRecord, rejection: Rejection) -> None:
+    def write(self, _topic: str, raw: RawRecord, rejection: Rejection, _on_done: object = None) -> None:
         self.written.append((raw.source, rejection))
 
 
@@ -58,7 +59,7 @@ def _run(decoder: Any, values: list[bytes]) -> tuple[DeadLetters, Pipeline]:
 
     async def scenario() -> Pipeline:
         pipeline = Pipeline({"clicks": _route(decoder)}, sender=None, dead_letters=dlq,  # type: ignore[arg-type]
-                            metrics=Metrics(), complete=lambda _s: None, linger_s=60)
+                            metrics=Metrics(), feedback=ConsumerFeedback(), linger_s=60)
         records = [RawRecord(SourceRef("clicks", 0, i), None, v, (), None) for i, v in enumerate(values)]
         pipeline.submit(records)
         return pipeline
@@ -115,7 +116,7 @@ def test_chunks_are_decoded_in_slices_and_in_kafka_order() -> None:
 
     async def scenario() -> list[int]:
         pipeline = Pipeline({"clicks": _route(decoder)}, sender=None, dead_letters=DeadLetters(),  # type: ignore[arg-type]
-                            metrics=Metrics(), complete=lambda _s: None, linger_s=60)
+                            metrics=Metrics(), feedback=ConsumerFeedback(), linger_s=60)
         pipeline.submit(first)
         seen = [len(decoder.order)]  # only the first slice ran synchronously
         pipeline.submit(second)  # arrives while the first chunk is still being decoded

@@ -20,6 +20,7 @@ import pytest
 import structlog
 
 from worker.config.mapping import default_mapping
+from worker.ingest.feedback import ConsumerFeedback
 from worker.ingest.grouping import Batch, Entry
 from worker.ingest.pipeline import Pipeline, TopicRoute
 from worker.ingest.sender import Target, batch_identities
@@ -110,7 +111,7 @@ def _log_rejections(decoder: EventDecoder, *, redact: bool) -> str:
 
     async def run() -> None:
         pipeline = Pipeline({}, sender=None, dead_letters=Sink(), metrics=Metrics(),  # type: ignore[arg-type]
-                            complete=lambda _s: None, linger_s=0.01)
+                            feedback=ConsumerFeedback(), linger_s=0.01)
         route = TopicRoute(target=None, decoder=decoder, dlq_topic="clicks.dlq")  # type: ignore[arg-type]
         for offset, value in enumerate(corpus()):
             raw = RawRecord(SourceRef("clicks", 0, offset), SENTINEL.encode(), value, (), None)

@@ -4,6 +4,8 @@ kafka-python's consumer is not thread-safe, so one dedicated thread creates it, 
 pauses/resumes, commits and closes it. Records go to the asyncio side through `submit`;
 finished records come back through a thread-safe queue (`complete`).
 
+It talks to the asyncio side only through `feedback` (records handed over go to a
+`RecordSink`; completions and topic stops come back through `ConsumerFeedback`).
 Each loop iteration runs these steps in this order, because correctness depends on it:
   1. apply completions to the offset tracker;
   2. commit positions that advanced (every `commit_interval_s`, and always when draining);
@@ -21,10 +23,9 @@ and fire a non-blocking commit_async of what was finished (a blocking commit the
 from __future__ import annotations
 
 import contextlib
-import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import structlog
@@ -33,6 +34,7 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from worker.config import KafkaSettings
+from worker.ingest.feedback import ConsumerFeedback, RecordSink
 from worker.ingest.fetch_faults import FetchProbe, fix_for, is_client_error, named_partitions
 from worker.ingest.kafka_internals import discard_buffered, fetcher_hint, topic_id
 from worker.ingest.offsets import TP, OffsetTracker
@@ -42,7 +44,6 @@ from worker.records import RawRecord, SourceRef
 
 log = structlog.get_logger(__name__)
 
-Submit = Callable[[list[RawRecord]], object]
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -63,7 +64,8 @@ class ConsumerThread(threading.Thread):
         self,
         settings: KafkaSettings,
         topics: list[str],
-        submit: Submit,
+        sink: RecordSink,
+        feedback: ConsumerFeedback,
         metrics: Metrics,
         *,
         max_inflight_events: int,
@@ -73,20 +75,19 @@ class ConsumerThread(threading.Thread):
         super().__init__(name="kafka-consumer", daemon=True)
         self._settings = settings
         self._topics = topics
-        self._submit = submit
+        self._sink = sink
+        self._feedback = feedback
         self._metrics = metrics
         self._max_events = max_inflight_events
         self._max_bytes = max_inflight_bytes
         self._overrides = consumer_overrides or {}
         self._tracker = OffsetTracker()
         self._lock = threading.Lock()  # the tracker is touched by this thread and the I/O thread
-        self._completions: queue.SimpleQueue[list[SourceRef]] = queue.SimpleQueue()
         self._consumer: Any = None
         self._stop_fetching = threading.Event()
         self._drained = threading.Event()
         self._closed = threading.Event()
         self._drain_deadline = 0.0
-        self._paused_topics: set[str] = set()
         self._backpressured = False
         self._assignment: set[TP] = set()
         # Where revoked partitions still had unfinished records, and the seeks owed when a
@@ -109,17 +110,6 @@ class ConsumerThread(threading.Thread):
         self.fatal_error: BaseException | None = None
 
     # -- called from other threads -------------------------------------------------------------
-
-    def complete(self, sources: list[SourceRef]) -> None:
-        """Thread-safe: these records are done (delivered, or their DLQ write acknowledged)."""
-        self._completions.put(sources)
-
-    def stop_topic(self, topic: str) -> None:
-        """Thread-safe: stop fetching a topic (configuration fault) until `resume_topic`."""
-        self._paused_topics.add(topic)
-
-    def resume_topic(self, topic: str) -> None:
-        self._paused_topics.discard(topic)
 
     def begin_drain(self, timeout_s: float) -> None:
         """Thread-safe: stop fetching, finish in-flight work within `timeout_s`, commit, leave."""
@@ -209,16 +199,11 @@ class ConsumerThread(threading.Thread):
         return None
 
     def _apply_completions(self) -> None:
-        done = 0
+        completions = self._feedback.take_completions()
         with self._lock:
-            while True:
-                try:
-                    sources = self._completions.get_nowait()
-                except queue.Empty:
-                    break
+            for sources in completions:
                 for source in sources:
-                    if self._tracker.complete((source.topic, source.partition), source.offset):
-                        done += 1
+                    self._tracker.complete((source.topic, source.partition), source.offset)
             self._metrics.inflight_events.set(self._tracker.inflight_count())
             self._metrics.inflight_bytes.set(self._tracker.inflight_bytes())
 
@@ -258,9 +243,8 @@ class ConsumerThread(threading.Thread):
         blocked = draining or self._backpressured
         faulted = self._watch.faults
         held = faulted.keys() | self._recreated
-        want_paused = {
-            tp for tp in assignment if blocked or tp.topic in self._paused_topics or (tp.topic, tp.partition) in held
-        }
+        stopped = self._feedback.stopped_topics
+        want_paused = {tp for tp in assignment if blocked or tp.topic in stopped or (tp.topic, tp.partition) in held}
         currently = set(self._consumer.paused())
         if want_paused - currently:
             self._consumer.pause(*(want_paused - currently))
@@ -308,7 +292,7 @@ class ConsumerThread(threading.Thread):
                     raws.append(raw)
                 self._metrics.events_consumed.labels(topic=tp.topic).inc(len(records))
         if raws:
-            self._submit(raws)
+            self._sink.submit(raws)
 
     # -- per-partition failures (step 4) ------------------------------------------------------------
 

@@ -74,27 +74,24 @@ def truncated_for_dlq(record: RawRecord, headers: list[Header]) -> tuple[bytes, 
     return original[:TRUNCATED_KEEP_BYTES], headers + extra
 
 
+DoneCallback = Callable[[SourceRef, Rejection], None]
+
+
 class DeadLetterWriter:
     """Writes rejected records with an idempotent producer and reports acknowledgements.
 
-    `on_done(source)` runs (on the producer's I/O thread) once the broker has the record.
-    A failed write is retried forever with backoff: dropping it would lose the record,
-    and not completing it keeps its offset uncommitted, which is the safe state.
+    `on_done(source, rejection)`, given with each write, runs (on the producer's I/O thread)
+    once the broker has the record. A failed write is retried forever with backoff: dropping
+    it would lose the record, and not completing it keeps its offset uncommitted, which is
+    the safe state.
     """
 
-    def __init__(
-        self,
-        producer: Any,
-        on_done: Callable[[SourceRef, Rejection], None],
-        *,
-        retry_backoff_s: float = 1.0,
-    ) -> None:
+    def __init__(self, producer: Any, *, retry_backoff_s: float = 1.0) -> None:
         self._producer = producer
-        self._on_done = on_done
         self._retry_backoff_s = retry_backoff_s
         self._closed = threading.Event()
 
-    def write(self, dlq_topic: str, record: RawRecord, rejection: Rejection) -> None:
+    def write(self, dlq_topic: str, record: RawRecord, rejection: Rejection, on_done: DoneCallback) -> None:
         headers = error_headers(record, rejection)
         value = record.value
         try:
@@ -111,10 +108,11 @@ class DeadLetterWriter:
             future = self._producer.send(
                 dlq_topic, key=record.key, value=value, headers=headers, timestamp_ms=record.timestamp_ms
             )
-        future.add_callback(lambda _meta: self._on_done(record.source, rejection))
-        future.add_errback(lambda exc: self._retry(dlq_topic, record, rejection, exc))
+        future.add_callback(lambda _meta: on_done(record.source, rejection))
+        future.add_errback(lambda exc: self._retry(dlq_topic, record, rejection, on_done, exc))
 
-    def _retry(self, dlq_topic: str, record: RawRecord, rejection: Rejection, exc: BaseException) -> None:
+    def _retry(self, dlq_topic: str, record: RawRecord, rejection: Rejection, on_done: DoneCallback,
+               exc: BaseException) -> None:
         if self._closed.is_set():
             log.error("dlq write abandoned at shutdown; offset stays uncommitted", topic=dlq_topic,
                       source_topic=record.source.topic, partition=record.source.partition,
@@ -123,7 +121,7 @@ class DeadLetterWriter:
         log.warning("dlq write failed; retrying", topic=dlq_topic, source_topic=record.source.topic,
                     partition=record.source.partition, offset=record.source.offset, error=str(exc))
         # Never call send() on the producer's own I/O thread (it may block on buffer space).
-        timer = threading.Timer(self._retry_backoff_s, self.write, args=(dlq_topic, record, rejection))
+        timer = threading.Timer(self._retry_backoff_s, self.write, args=(dlq_topic, record, rejection, on_done))
         timer.daemon = True
         timer.start()
 

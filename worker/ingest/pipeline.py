@@ -20,6 +20,7 @@ import structlog
 
 from worker.archive.sink import ArchiveSink
 from worker.ingest.deadletter import DeadLetterWriter
+from worker.ingest.feedback import ConsumerFeedback
 from worker.ingest.grouping import Batch, Batcher
 from worker.ingest.origin import OriginCheck, check_origin
 from worker.ingest.sender import Sender, Target
@@ -31,7 +32,6 @@ from worker.schemas import DatasetSchema
 
 log = structlog.get_logger(__name__)
 
-Complete = Callable[[list[SourceRef]], None]
 BatchKey = tuple[str, str | None, str]  # (topic, userId or entity id group, sessionId or "")
 
 
@@ -58,11 +58,9 @@ class Pipeline:
         sender: Sender,
         dead_letters: DeadLetterWriter,
         metrics: Metrics,
-        complete: Complete,
+        feedback: ConsumerFeedback,
         *,
         linger_s: float,
-        on_config_fault: Callable[[str, str], None] | None = None,
-        on_config_recovered: Callable[[str], None] | None = None,
         archive: ArchiveSink | None = None,
         origin_key: bytes | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -72,10 +70,7 @@ class Pipeline:
         self._sender = sender
         self._dlq = dead_letters
         self._metrics = metrics
-        self._complete = complete
-        self._linger_s = linger_s
-        self._on_fault = on_config_fault
-        self._on_recovered = on_config_recovered
+        self._feedback = feedback
         self._archive = archive
         self._origin_key = origin_key
         self._origin_warned: set[tuple[str, OriginCheck]] = set()
@@ -224,7 +219,7 @@ class Pipeline:
         for source in sources:
             self._raw.pop(source, None)
         self._metrics.events_delivered.labels(topic=target.topic).inc(len(sources))
-        self._complete(sources)
+        self._feedback.complete(sources)
 
     def dead_letter(self, target: Target, sources: list[SourceRef], rejection: Rejection) -> None:
         route = self._routes[target.topic]
@@ -236,15 +231,13 @@ class Pipeline:
     def config_fault(self, target: Target, message: str) -> None:
         self.faults[target.topic] = message
         self._metrics.config_fault.labels(topic=target.topic).set(1)
-        if self._on_fault:
-            self._on_fault(target.topic, message)
+        self._feedback.stop_topic(target.topic)
 
     def config_recovered(self, target: Target) -> None:
         self.faults.pop(target.topic, None)
         self._metrics.config_fault.labels(topic=target.topic).set(0)
         log.info("configuration fault cleared; resuming topic", topic=target.topic)
-        if self._on_recovered:
-            self._on_recovered(target.topic)
+        self._feedback.resume_topic(target.topic)
 
     # -- dead letters ----------------------------------------------------------------------------
 
@@ -255,12 +248,12 @@ class Pipeline:
                      offset=raw.source.offset, **rejection_log_fields(rejection))
 
     def _write_dlq(self, route: TopicRoute, raw: RawRecord, rejection: Rejection) -> None:
-        self._dlq.write(route.dlq_topic, raw, rejection)
+        self._dlq.write(route.dlq_topic, raw, rejection, self.on_dead_letter_acked)
 
     def on_dead_letter_acked(self, source: SourceRef, rejection: Rejection) -> None:
         """Called (any thread) when the DLQ write is acknowledged: now the record is done."""
         self._metrics.events_dead_lettered.labels(topic=source.topic, stage=rejection.stage.value).inc()
-        self._complete([source])
+        self._feedback.complete([source])
 
     # -- shutdown --------------------------------------------------------------------------------
 
@@ -288,6 +281,3 @@ class Pipeline:
     def pending_batches(self) -> int:
         return len(self._batcher)
 
-    @property
-    def dataset_types(self) -> set[DatasetType]:
-        return {r.target.dataset_type for r in self._routes.values()}
