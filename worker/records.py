@@ -77,7 +77,8 @@ class Rejection:
     message: str
     field: str | None = None
     value: str | None = None
-    exception_class: str = "worker.errors.RecordRejected"
+    #: What `__connect.errors.exception.class.name` says; the stage that rejects sets its own.
+    exception_class: str = "worker.records.Rejection"
     #: User, anonymous and session IDs found in the record (when it parsed): logs scrub them.
     identities: tuple[str, ...] = ()
 

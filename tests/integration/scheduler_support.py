@@ -27,7 +27,7 @@ from worker.mapping import EventDecoder
 from worker.records import DatasetType, Interaction, SourceRef
 from worker.schedule.lifecycle import TYPE_PREFIX, LifecyclePublisher, SchedulerMetrics
 from worker.schedule.memory_store import InMemoryStore, MemoryStore
-from worker.schedule.observe import VolumeCounter
+from worker.schedule.observer import VolumeCounter
 from worker.schedule.reconciler import Reconciler, TickReport
 from worker.schemas import load_schema
 from worker.validation import ValidationLimits

@@ -5,7 +5,7 @@ deploy/prometheus/alerts_test.yml (input series and the alerts expected to fire 
 `promtool check config` validates prometheus.yml with its rule files. promtool comes with the
 Debian package `prometheus` (`.ci/run` installs it). Without it these tests skip, except when
 the environment variable CI is set: CI must not pass because a tool is missing.
-(tests/unit/test_packaging.py checks, without promtool, that the rules name only exported metrics.)
+(tests/integration/test_packaging.py checks, without promtool, that the rules name only exported metrics.)
 """
 
 from __future__ import annotations

@@ -113,7 +113,7 @@ NOT_EXECUTABLE: dict[str, str] = {
         "the prom/prometheus image (no Docker engine here); its configuration is checked with promtool",
     "docker-compose.yml | service grafana | <grafana/grafana entrypoint>":
         "the grafana/grafana image (no Docker engine here); its provisioning is checked by "
-        "tests/unit/test_packaging.py",
+        "tests/integration/test_packaging.py",
 }
 
 
@@ -591,7 +591,7 @@ def test_dockerfile_worker_image(tmp_path: Path, broker: Any, kafka_topic: Any, 
     """ENTRYPOINT + CMD through the console script; the port set the way the Dockerfile says
     (WORKER_OBSERVABILITY__HTTP_PORT, which its HEALTHCHECK reads too) wins over the YAML's.
     The image's configuration is the operator's: here the README's starting point, `config example`.
-    tests/unit/test_packaging.py runs this HEALTHCHECK against an in-process health server;
+    tests/integration/test_packaging.py runs this HEALTHCHECK against an in-process health server;
     here it probes the real worker process, through the environment variable."""
     from worker.config.docs import example_config
 

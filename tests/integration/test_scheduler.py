@@ -46,7 +46,7 @@ from worker.records import Interaction
 from worker.schedule.cli_cmds import add_retrain_arguments, add_status_arguments, main_retrain, main_status
 from worker.schedule.lease import wait_for
 from worker.schedule.memory_store import KafkaMemoryStore
-from worker.schedule.observe import VolumeCounter
+from worker.schedule.observer import VolumeCounter
 from worker.schedule.service import Scheduler
 from worker.schedule.state import ACTIVE, CREATE_IN_PROGRESS, CREATE_STOPPED
 

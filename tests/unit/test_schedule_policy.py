@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from worker.config.solutions import SolutionSchedule
-from worker.schedule.actions import (
+from worker.schedule.decisions import (
     Blocked,
     Decision,
     Import,

@@ -85,7 +85,6 @@ class ConsumerThread(threading.Thread):
         self._lock = threading.Lock()  # the tracker is touched by this thread and the I/O thread
         self._consumer: Any = None
         self._stop_fetching = threading.Event()
-        self._drained = threading.Event()
         self._closed = threading.Event()
         self._drain_deadline = 0.0
         self._backpressured = False
@@ -493,7 +492,6 @@ class ConsumerThread(threading.Thread):
                         inflight_events=left)
         else:
             log.info("drained: all in-flight records finished and committed")
-        self._drained.set()
 
     # -- rebalance callbacks (kafka-python I/O thread) -------------------------------------------
 

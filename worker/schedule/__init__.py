@@ -6,7 +6,7 @@ returned action and updates :class:`Memory` with its ``record_*`` transitions.
 """
 
 from worker.config.solutions import SolutionSchedule
-from worker.schedule.actions import (
+from worker.schedule.decisions import (
     Action,
     Blocked,
     Conflict,

@@ -29,7 +29,7 @@ from worker.records import DatasetType
 from worker.schedule.lease import LeaderLease, ensure_control_topic
 from worker.schedule.lifecycle import LifecyclePublisher, SchedulerMetrics
 from worker.schedule.memory_store import InMemoryStore, KafkaMemoryStore, MemoryStore, SolutionState
-from worker.schedule.observe import ObserveError, VolumeCounter
+from worker.schedule.observer import ObserveError, VolumeCounter
 from worker.schedule.reconciler import Reconciler, TickReport
 from worker.schedule.state import Observation
 

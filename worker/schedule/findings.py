@@ -9,7 +9,7 @@ policy is busy rolling back a campaign.
 from __future__ import annotations
 
 from worker.config.solutions import SolutionSchedule
-from worker.schedule.actions import Conflict
+from worker.schedule.decisions import Conflict
 from worker.schedule.state import CREATE_FAILED, CampaignView, Observation
 
 

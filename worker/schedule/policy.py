@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.config.solutions import CampaignSettings, SolutionSchedule
-from worker.schedule.actions import (
+from worker.schedule.decisions import (
     Action,
     Blocked,
     Conflict,

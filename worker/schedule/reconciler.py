@@ -2,14 +2,14 @@
 
 One tick, per configured solution, in this order:
 
-1. observe Personalize (observe.py) and, when a data-volume rule is configured, count
+1. observe Personalize (observer.py) and, when a data-volume rule is configured, count
    the input topics' records since the newest ACTIVE version was created;
 2. warn loudly about native automation the first time it is seen (the policy refuses
    to act on it unless ``allow_native_automation``);
 3. decide (the pure policy) and refresh the gauges — every replica does this much;
 4. leader only: announce outcomes that appeared since the last tick (training
    succeeded/failed/stopped, import finished, campaign created/updated/update failed)
-   and new alerts; re-check the lease; act (act.py); publish the decision and what
+   and new alerts; re-check the lease; act (executor.py); publish the decision and what
    acting did; persist the memory when it changed.
 
 The first observation of a solution without stored memory is a *baseline*: the history
@@ -28,12 +28,12 @@ import structlog
 
 from worker.config.scheduler import resource_name
 from worker.config.solutions import SolutionSchedule
-from worker.schedule.act import ActResult, act
-from worker.schedule.actions import Decision
+from worker.schedule.decisions import Decision
+from worker.schedule.executor import ActResult, act
 from worker.schedule.findings import check_conflicts
 from worker.schedule.lifecycle import LifecyclePublisher, SchedulerMetrics
 from worker.schedule.memory_store import MemoryStore, SolutionState
-from worker.schedule.observe import ObserveError, PersonalizeObserver, VolumeCounter
+from worker.schedule.observer import ObserveError, PersonalizeObserver, VolumeCounter
 from worker.schedule.policy import decide
 from worker.schedule.state import ACTIVE, CREATE_FAILED, CREATE_STOPPED, Observation
 from worker.schedule.triggers import starts_in_window

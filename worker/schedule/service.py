@@ -31,7 +31,7 @@ from worker.kafka_admin import ensure_topics
 from worker.schedule.lease import LeaderLease, ensure_control_topic
 from worker.schedule.lifecycle import LifecyclePublisher, SchedulerMetrics
 from worker.schedule.memory_store import KafkaMemoryStore
-from worker.schedule.observe import VolumeCounter
+from worker.schedule.observer import VolumeCounter
 from worker.schedule.reconciler import Reconciler, TickReport
 
 log = structlog.get_logger(__name__)

@@ -36,6 +36,8 @@ from worker.observe.health import HealthServer
 from worker.observe.metrics import Metrics
 from worker.schedule.lifecycle import SchedulerMetrics
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "kubernetes"
@@ -295,7 +297,7 @@ def test_build_context_holds_what_the_dockerfile_copies_and_nothing_else() -> No
         assert (ROOT / source).exists(), source
         sample = next(p for p in [ROOT / source, *sorted((ROOT / source).rglob("*"))] if p.is_file())
         assert not _dockerignored(str(sample.relative_to(ROOT))), source
-    for excluded in (".venv/bin/python", ".git/HEAD", "tests/unit/test_packaging.py", "bench/x.py",
+    for excluded in (".venv/bin/python", ".git/HEAD", "tests/integration/test_packaging.py", "bench/x.py",
                      "worker/__pycache__/cli.cpython-311.pyc", "deploy/kubernetes/deployment.yaml"):  # fmt: skip
         assert _dockerignored(excluded), excluded
 

@@ -22,11 +22,11 @@ from prometheus_client import CollectorRegistry
 from worker.config.archive import ArchiveSettings
 from worker.config.scheduler import SchedulerSettings, resource_name
 from worker.config.solutions import SolutionSchedule
-from worker.schedule.act import act
-from worker.schedule.actions import Decision, Import, Nothing, Promote, Refuse, Rollback, Stop, Train
+from worker.schedule.decisions import Decision, Import, Nothing, Promote, Refuse, Rollback, Stop, Train
+from worker.schedule.executor import act
 from worker.schedule.lifecycle import LifecyclePublisher, SchedulerMetrics, cloud_event, rfc3339
 from worker.schedule.memory_store import InMemoryStore, SolutionState, decode_record
-from worker.schedule.observe import (
+from worker.schedule.observer import (
     PersonalizeObserver,
     campaign_view,
     count_since_from_offsets,
@@ -374,7 +374,7 @@ def test_volume_counter_accepts_the_worker_kafka_settings(broker: Any, kafka_top
     import time as _time
 
     from worker.config import KafkaSettings
-    from worker.schedule.observe import VolumeCounter
+    from worker.schedule.observer import VolumeCounter
 
     topic = kafka_topic(partitions=1)
     counter = VolumeCounter(KafkaSettings(bootstrap_servers=broker.bootstrap).client_config(), timeout_s=5)

@@ -30,8 +30,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from worker.config.scheduler import resource_name
-from worker.schedule.actions import Decision, Import, Promote, Refuse, Rollback, Stop, Train
-from worker.schedule.observe import error_code
+from worker.schedule.decisions import Decision, Import, Promote, Refuse, Rollback, Stop, Train
+from worker.schedule.observer import error_code
 from worker.schedule.state import RETRYABLE_ERRORS, Memory
 
 #: Lifecycle event = (kind, data); the reconciler adds the CloudEvents envelope.
