@@ -219,12 +219,12 @@ def test_a_faulted_partition_resumes_from_its_position_once_a_probe_decodes(thre
     thread._probe.bad[("clicks", 0)] = error
     consumer.script = [error]
     thread._poll(draining=False)
-    fault = thread._watch.faults[("clicks", 0)]
+    fault = thread._parts.faults[("clicks", 0)]
     thread._retry_faulted(fault.retry_at)  # still bad: stays paused, backs off
-    assert ("clicks", 0) in thread._watch.faults and thread._watch.faults[("clicks", 0)].attempts == 2
+    assert ("clicks", 0) in thread._parts.faults and thread._parts.faults[("clicks", 0)].attempts == 2
     del thread._probe.bad[("clicks", 0)]
-    thread._retry_faulted(thread._watch.faults[("clicks", 0)].retry_at)
-    assert ("clicks", 0) not in thread._watch.faults
+    thread._retry_faulted(thread._parts.faults[("clicks", 0)].retry_at)
+    assert ("clicks", 0) not in thread._parts.faults
     assert consumer.seeks == [(tp0, 7)]
     thread._apply_backpressure(draining=False)
     assert tp0 not in consumer.paused()
@@ -245,7 +245,7 @@ def test_an_unattributable_failure_is_retried_then_fatal(thread: Any, monkeypatc
     thread._consumer.script = [kerrors.KafkaError("odd")] * 5
     for _ in range(4):
         thread._poll(draining=False)
-    assert not thread._watch.faults
+    assert not thread._parts.faults
     with pytest.raises(kerrors.KafkaError):
         thread._poll(draining=False)
 
@@ -262,7 +262,7 @@ def test_a_recreated_topic_is_held_until_in_flight_records_finish_then_restarts(
     consumer.topic_ids = {"clicks": "id-2"}  # deleted and re-created under the same name
     thread._last_observe = 0.0
     thread._observe_partitions()
-    assert ("clicks", 0) in thread._recreated and consumer.seeks == []
+    assert thread._parts.recreated(("clicks", 0)) and consumer.seeks == []
     thread._apply_backpressure(draining=False)
     assert tp0 in consumer.paused()
     thread._feedback.complete([r.source for r in thread.submitted])
@@ -270,7 +270,7 @@ def test_a_recreated_topic_is_held_until_in_flight_records_finish_then_restarts(
     thread._last_observe = 0.0
     thread._observe_partitions()
     assert consumer.seeks == [(tp0, "beginning")]
-    assert thread._tracker.position(("clicks", 0)) is None  # committed mark forgotten: may go back to 0
+    assert thread._parts.position(("clicks", 0)) is None  # committed mark forgotten: may go back to 0
     thread._apply_backpressure(draining=False)
     assert tp0 not in consumer.paused()
     assert thread._metrics.offset_resets.labels(topic="clicks")._value.get() == 1
@@ -303,3 +303,104 @@ def test_revocation_clears_the_partition_gauges(thread: Any) -> None:
     samples = [s for f in thread._metrics.registry.collect() for s in f.samples
                if s.name in ("clickstream_partition_fetch_error", "clickstream_partition_stalled")]
     assert samples == [], "a revoked partition keeps reporting (the new owner's alert would double)"
+
+
+def test_a_rebalance_mid_flight_commits_what_is_done_and_rewinds_a_partition_that_comes_back(thread: Any) -> None:
+    consumer = thread._consumer
+    tp0, tp1 = _assign(thread, [0, 1])
+    consumer.script = [{tp0: [_record(0, o) for o in range(5)], tp1: [_record(1, o) for o in range(3)]}]
+    thread._poll(draining=False)
+    done = [r.source for r in thread.submitted if r.source.partition == 1 or r.source.offset < 2]
+    thread._feedback.complete(done)
+    thread._apply_completions()
+    consumer.commits.clear()
+    consumer.rebalance([tp0])  # revokes both, hands partition 0 straight back
+    assert {tp: meta.offset for tp, meta in consumer.commits[-1].items()} == {tp0: 2, tp1: 3}
+    # The poll after the rebalance rewinds partition 0 to its first unfinished record and drops
+    # what it fetched past the rewind (it is fetched again from there).
+    consumer.script = [{tp0: [_record(0, 5), _record(0, 6)]}]
+    before = len(thread.submitted)
+    thread._poll(draining=False)
+    assert consumer.seeks == [(tp0, 2)]
+    assert len(thread.submitted) == before
+    late = [r.source for r in thread.submitted if r.source.partition == 0 and r.source.offset >= 2]
+    thread._feedback.complete(late)  # completions of the revoked copies do not count
+    thread._apply_completions()
+    assert thread._parts.committable() == {}
+
+
+def test_a_failed_commit_is_retried_and_nothing_is_lost(thread: Any) -> None:
+    consumer = thread._consumer
+    tp0, = _assign(thread, [0])
+    consumer.script = [{tp0: [_record(0, 0), _record(0, 1)]}]
+    thread._poll(draining=False)
+    thread._feedback.complete([r.source for r in thread.submitted])
+    thread._apply_completions()
+    real_commit = consumer.commit
+    consumer.commit = lambda offsets: (_ for _ in ()).throw(kerrors.CommitFailedError("rebalancing"))
+    assert not thread._commit(force=True)
+    assert thread._metrics.commits.labels(outcome="failed")._value.get() == 1
+    consumer.commit = real_commit
+    assert thread._commit(force=True)
+    assert consumer.commits[-1][tp0].offset == 2
+    assert thread._parts.committable() == {}, "acknowledged: not committed again"
+
+
+def test_backpressure_pauses_at_the_limit_and_resumes_at_half_of_it(thread: Any) -> None:
+    consumer = thread._consumer
+    tp0, tp1 = _assign(thread, [0, 1])
+    consumer.script = [{tp0: [_record(0, o) for o in range(100)]}]
+    thread._poll(draining=False)
+    thread._apply_backpressure(draining=False)
+    assert consumer.paused() == {tp0, tp1}, "100 in flight: every partition pauses"
+    sources = [r.source for r in thread.submitted]
+    thread._feedback.complete(sources[:40])
+    thread._apply_completions()
+    thread._apply_backpressure(draining=False)
+    assert consumer.paused() == {tp0, tp1}, "60 in flight: above half, still paused (no flapping)"
+    thread._feedback.complete(sources[40:60])
+    thread._apply_completions()
+    thread._apply_backpressure(draining=False)
+    assert consumer.paused() == set(), "40 in flight: at most half, resumed"
+
+
+def test_drain_finishes_in_flight_work_commits_and_closes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    monkeypatch.setattr(consumer_module, "KafkaConsumer", FakeConsumer)
+    monkeypatch.setattr(consumer_module, "FetchProbe", FakeProbe)
+    sink, feedback = ListSink(), ConsumerFeedback()
+    created: list[FakeConsumer] = []
+
+    class Recording(FakeConsumer):
+        def __init__(self, **config: Any) -> None:
+            super().__init__(**config)
+            created.append(self)
+            self.closed = False
+
+        def subscribe(self, topics: list[str], listener: Any) -> None:
+            super().subscribe(topics, listener)
+            tp = TopicPartition("clicks", 0)
+            self.rebalance([tp])
+            self.script = [{tp: [_record(0, o) for o in range(4)]}]
+
+        def close(self) -> None:
+            self.closed = True
+
+    monkeypatch.setattr(consumer_module, "KafkaConsumer", Recording)
+    worker_thread = consumer_module.ConsumerThread(
+        _settings(tmp_path).kafka, ["clicks"], sink=sink, feedback=feedback, metrics=Metrics(),
+        max_inflight_events=100, max_inflight_bytes=1 << 20,
+    )
+    worker_thread.start()
+    deadline = threading.Event()
+    while len(sink.records) < 4 and not deadline.wait(0.01):
+        pass
+    worker_thread.begin_drain(timeout_s=5.0)
+    feedback.complete([r.source for r in sink.records[:3]])  # the 4th finishes late
+    assert not worker_thread.wait_closed(0.5), "draining waits for in-flight records"
+    feedback.complete([sink.records[3].source])
+    assert worker_thread.wait_closed(5.0)
+    (consumer,) = created
+    assert consumer.closed and consumer.commits[-1][TopicPartition("clicks", 0)].offset == 4
+    assert worker_thread.fatal_error is None

@@ -37,8 +37,7 @@ from worker.config import KafkaSettings
 from worker.ingest.feedback import ConsumerFeedback, RecordSink
 from worker.ingest.fetch_faults import FetchProbe, fix_for, is_client_error, named_partitions
 from worker.ingest.kafka_internals import discard_buffered, fetcher_hint, topic_id
-from worker.ingest.offsets import TP, OffsetTracker
-from worker.ingest.partition_watch import Change, Observation, PartitionWatch, lag_of
+from worker.ingest.partitions import TP, Change, Observation, Partitions, lag_of
 from worker.observe.metrics import Metrics
 from worker.records import RawRecord, SourceRef
 
@@ -81,31 +80,25 @@ class ConsumerThread(threading.Thread):
         self._max_events = max_inflight_events
         self._max_bytes = max_inflight_bytes
         self._overrides = consumer_overrides or {}
-        self._tracker = OffsetTracker()
         self._lock = threading.Lock()  # the tracker is touched by this thread and the I/O thread
         self._consumer: Any = None
         self._stop_fetching = threading.Event()
         self._closed = threading.Event()
         self._drain_deadline = 0.0
         self._backpressured = False
-        self._assignment: set[TP] = set()
-        # Where revoked partitions still had unfinished records, and the seeks owed when a
-        # partition comes straight back (see `_on_assigned`); both under `_lock`.
-        self._rewind: dict[TP, int] = {}
-        self._seeks: dict[TP, int] = {}
         self._last_commit = 0.0
         self._last_observe = 0.0
         self._observe_every_s = min(5.0, settings.stall_after_s / 3)
         # Fetch faults and stalls; written on this thread, read by probes under `_lock`.
-        self._watch = PartitionWatch(
+        # Every partition's state (offsets, rebalance leftovers, holds, faults, progress), under `_lock`.
+        self._parts = Partitions(
             stall_after_s=settings.stall_after_s, retry_s=settings.partition_retry_s,
             confirm_s=self._observe_every_s, reset_to_earliest=settings.auto_offset_reset == "earliest",
         )
         self._unattributed = 0
         self._probe: FetchProbe | None = None
-        # Topic IDs seen so far, and partitions of re-created topics waiting for their reset.
+        # Topic IDs seen so far (a new one means the topic was re-created).
         self._topic_ids: dict[str, str] = {}
-        self._recreated: set[TP] = set()
         self.fatal_error: BaseException | None = None
 
     # -- called from other threads -------------------------------------------------------------
@@ -120,20 +113,21 @@ class ConsumerThread(threading.Thread):
 
     @property
     def assigned_partitions(self) -> int:
-        return len(self._assignment)
+        with self._lock:
+            return len(self._parts.assigned())
 
     def partition_report(self) -> tuple[dict[str, str], dict[str, dict[str, float]]]:
         """Thread-safe: (partitions paused on a fetch fault -> why, stalled partitions -> lag and age)."""
         now = time.monotonic()
         with self._lock:
-            faults = {f"{t}-{p}": fault.describe() for (t, p), fault in self._watch.faults.items()}
+            faults = {f"{t}-{p}": fault.describe() for (t, p), fault in self._parts.faults.items()}
             stalled = {f"{t}-{p}": {"lag": lag, "no_progress_s": round(now - since, 1)}
-                       for (t, p), (lag, since) in self._watch.stalled().items()}
+                       for (t, p), (lag, since) in self._parts.stalled().items()}
         return faults, stalled
 
     @property
     def inflight(self) -> int:
-        return self._tracker.inflight_count()
+        return self._parts.inflight_count()
 
     # -- the thread ------------------------------------------------------------------------------
 
@@ -146,7 +140,7 @@ class ConsumerThread(threading.Thread):
             while True:
                 self._apply_completions()
                 draining = self._stop_fetching.is_set()
-                if draining and (self._tracker.inflight_count() == 0 or time.monotonic() > self._drain_deadline):
+                if draining and (self._parts.inflight_count() == 0 or time.monotonic() > self._drain_deadline):
                     break
                 self._commit(force=draining)
                 self._apply_backpressure(draining)
@@ -202,9 +196,9 @@ class ConsumerThread(threading.Thread):
         with self._lock:
             for sources in completions:
                 for source in sources:
-                    self._tracker.complete((source.topic, source.partition), source.offset)
-            self._metrics.inflight_events.set(self._tracker.inflight_count())
-            self._metrics.inflight_bytes.set(self._tracker.inflight_bytes())
+                    self._parts.complete((source.topic, source.partition), source.offset)
+            self._metrics.inflight_events.set(self._parts.inflight_count())
+            self._metrics.inflight_bytes.set(self._parts.inflight_bytes())
 
     def _commit(self, *, force: bool = False) -> bool:
         """Commit advanced positions; False if a commit was needed and failed."""
@@ -213,7 +207,7 @@ class ConsumerThread(threading.Thread):
             return True
         self._last_commit = now
         with self._lock:
-            positions = self._tracker.committable()
+            positions = self._parts.committable()
         if not positions:
             return True
         offsets = {TopicPartition(t, p): OffsetAndMetadata(pos, "", -1) for (t, p), pos in positions.items()}
@@ -224,26 +218,31 @@ class ConsumerThread(threading.Thread):
             log.warning("commit failed; will retry", error=str(exc))
             return False
         with self._lock:
-            self._tracker.mark_committed(positions)
+            self._parts.mark_committed(positions)
         self._metrics.commits.labels(outcome="ok").inc()
         return True
 
     def _apply_backpressure(self, draining: bool) -> None:
-        assignment = [TopicPartition(t, p) for t, p in self._assignment]
-        if not assignment:
+        """Pause every partition that has a reason (`Partitions.pause_reasons`), resume the rest.
+
+        Backpressure has hysteresis: it starts at the in-flight limits and ends at half of them,
+        so the fetch does not flap around the threshold.
+        """
+        with self._lock:
+            events, size = self._parts.inflight_count(), self._parts.inflight_bytes()
+            if self._backpressured:
+                if events <= self._max_events // 2 and size <= self._max_bytes // 2:
+                    self._backpressured = False
+            elif events >= self._max_events or size >= self._max_bytes:
+                self._backpressured = True
+                log.info("backpressure: pausing fetch", inflight_events=events, inflight_bytes=size)
+            stopped = self._feedback.stopped_topics
+            reasons = {key: self._parts.pause_reasons(key, draining=draining, backpressure=self._backpressured,
+                                                      stopped_topics=stopped) for key in self._parts.assigned()}
+        if not reasons:
             return
-        events, size = self._tracker.inflight_count(), self._tracker.inflight_bytes()
-        if self._backpressured:
-            if events <= self._max_events // 2 and size <= self._max_bytes // 2:
-                self._backpressured = False
-        elif events >= self._max_events or size >= self._max_bytes:
-            self._backpressured = True
-            log.info("backpressure: pausing fetch", inflight_events=events, inflight_bytes=size)
-        blocked = draining or self._backpressured
-        faulted = self._watch.faults
-        held = faulted.keys() | self._recreated
-        stopped = self._feedback.stopped_topics
-        want_paused = {tp for tp in assignment if blocked or tp.topic in stopped or (tp.topic, tp.partition) in held}
+        assignment = [TopicPartition(*key) for key in reasons]
+        want_paused = {TopicPartition(*key) for key, why in reasons.items() if why}
         currently = set(self._consumer.paused())
         if want_paused - currently:
             self._consumer.pause(*(want_paused - currently))
@@ -259,7 +258,8 @@ class ConsumerThread(threading.Thread):
             return
         self._unattributed = 0
         with self._lock:
-            seeks, self._seeks = self._seeks, {}
+            seeks = self._parts.take_seeks()
+            assigned = self._parts.assigned()
         for (topic, partition), offset in seeks.items():
             log.info("rewinding a partition kept across the rebalance to its first unfinished record",
                      topic=topic, partition=partition, offset=offset)
@@ -270,9 +270,9 @@ class ConsumerThread(threading.Thread):
         with self._lock:
             for tp, records in polled.items():
                 key = (tp.topic, tp.partition)
-                if key not in self._assignment or key in seeks:
+                if key not in assigned or key in seeks:
                     continue  # not ours any more, or fetched past the rewind: fetched again from there
-                last = self._tracker.last_seen(key)
+                last = self._parts.last_seen(key)
                 if records and last is not None and records[0].offset <= last:
                     # Not a seek of ours (those were skipped above): the client reset the position,
                     # e.g. after OFFSET_OUT_OF_RANGE on a truncated or re-created log.
@@ -287,7 +287,7 @@ class ConsumerThread(threading.Thread):
                         headers=tuple(r.headers or ()),
                         timestamp_ms=r.timestamp,
                     )
-                    self._tracker.add(key, r.offset, raw.size)
+                    self._parts.add(key, r.offset, raw.size)
                     raws.append(raw)
                 self._metrics.events_consumed.labels(topic=tp.topic).inc(len(records))
         if raws:
@@ -299,7 +299,8 @@ class ConsumerThread(threading.Thread):
         """Pause the partition a poll failure belongs to; failures of the whole client stay fatal."""
         if is_client_error(exc):
             raise exc
-        assigned = sorted(self._assignment)
+        with self._lock:
+            assigned = sorted(self._parts.assigned())
         culprits = named_partitions(exc, assigned)
         if not culprits:
             found = self._attribute(exc, assigned)
@@ -337,7 +338,7 @@ class ConsumerThread(threading.Thread):
         topic, partition = key
         offset = self._fetch_position(key)
         with self._lock:
-            new = self._watch.fault(key, error=type(exc).__name__, message=str(exc)[:500], fix=fix_for(exc),
+            new = self._parts.fault(key, error=type(exc).__name__, message=str(exc)[:500], fix=fix_for(exc),
                                     offset=offset, now=now)
         self._consumer.pause(TopicPartition(topic, partition))
         self._metrics.partition_fetch_errors.labels(topic=topic, exception=type(exc).__name__).inc()
@@ -351,14 +352,14 @@ class ConsumerThread(threading.Thread):
     def _retry_faulted(self, now: float) -> None:
         """Probe due partitions in isolation; resume those that fetch again."""
         assert self._probe is not None
-        for key in self._watch.due_retries(now):
-            if key not in self._assignment:
+        for key in self._parts.due_retries(now):
+            if key not in self._parts.assigned():
                 continue
             offset = self._fetch_position(key)
             error = self._probe.check(key, offset) if offset is not None else None
             if error is not None:
                 with self._lock:
-                    self._watch.fault(key, error=type(error).__name__, message=str(error)[:500],
+                    self._parts.fault(key, error=type(error).__name__, message=str(error)[:500],
                                       fix=fix_for(error), offset=offset, now=now)
                 log.info("partition still cannot be fetched; staying paused", topic=key[0], partition=key[1],
                          offset=offset, error_class=type(error).__name__)
@@ -371,7 +372,7 @@ class ConsumerThread(threading.Thread):
             if offset is not None:
                 self._consumer.seek(tp, offset)
             with self._lock:
-                self._watch.recovered(key)
+                self._parts.recovered(key)
             self._metrics.partition_fetch_error.labels(topic=key[0], partition=str(key[1])).set(0)
             log.info("partition fetches again; resuming", topic=key[0], partition=key[1], offset=offset)
 
@@ -393,23 +394,25 @@ class ConsumerThread(threading.Thread):
         self._retry_faulted(now)
         self._check_topic_ids()
         reset_earliest = self._settings.auto_offset_reset == "earliest"
-        for key in sorted(self._assignment):
+        with self._lock:
+            assigned = sorted(self._parts.assigned())
+        for key in assigned:
             topic, partition = key
             fetch_position = self._fetch_position(key)
             high = self._consumer.highwater(TopicPartition(topic, partition))
             with self._lock:
-                inflight = self._tracker.inflight_count(key)
-            if key in self._recreated:
+                inflight = self._parts.inflight_count(key)
+                recreated = self._parts.recreated(key)
+            if recreated:
                 if not inflight:  # the old log's records are finished: start the new log over
-                    self._recreated.discard(key)
                     self._reset(key, "the topic was re-created")
                 continue
             with self._lock:
-                if not inflight and fetch_position is not None and key not in self._seeks \
+                if not inflight and fetch_position is not None and not self._parts.seek_pending(key) \
                         and (high is None or fetch_position <= high):
-                    self._tracker.advance(key, fetch_position)
-                obs = Observation(self._tracker.position(key), fetch_position, high, inflight)
-                changes = self._watch.observe(key, obs, now)
+                    self._parts.advance(key, fetch_position)
+                obs = Observation(self._parts.position(key), fetch_position, high, inflight)
+                changes = self._parts.observe(key, obs, now)
             lag = lag_of(obs, reset_to_earliest=reset_earliest)
             if lag is not None:
                 self._metrics.consumer_lag.labels(topic=topic, partition=str(partition)).set(lag)
@@ -420,7 +423,7 @@ class ConsumerThread(threading.Thread):
         for change in changes:
             if change is Change.STALLED:
                 self._metrics.partition_stalled.labels(topic=topic, partition=str(partition)).set(1)
-                if key not in self._watch.faults:
+                if key not in self._parts.faults:
                     log.warning("partition stalled: it has lag and made no progress", topic=topic,
                                 partition=partition, lag=lag, position=obs.position,
                                 stall_after_s=self._settings.stall_after_s,
@@ -447,11 +450,11 @@ class ConsumerThread(threading.Thread):
             if previous == current:
                 continue
             self._topic_ids[topic] = current
-            held = {key for key in self._assignment if key[0] == topic}
-            self._recreated |= held
+            with self._lock:
+                held = self._parts.mark_recreated(topic)
             log.warning("topic re-created (its topic ID changed): its partitions restart from "
                         "kafka.auto_offset_reset once their in-flight records finish", topic=topic,
-                        old_topic_id=previous, new_topic_id=current, partitions=sorted(p for _t, p in held),
+                        old_topic_id=previous, new_topic_id=current, partitions=[p for _t, p in held],
                         auto_offset_reset=self._settings.auto_offset_reset)
 
     def _reset_beyond_end(self, key: TP, obs: Observation) -> None:
@@ -473,8 +476,8 @@ class ConsumerThread(threading.Thread):
         else:
             self._consumer.seek_to_end(tp)
         with self._lock:
-            self._tracker.reset(key)
-            self._watch.forget([key])
+            self._parts.reset(key)
+            self._parts.finish_recreated(key)
         self._metrics.offset_resets.labels(topic=topic).inc()
 
     def _finish(self) -> None:
@@ -486,7 +489,7 @@ class ConsumerThread(threading.Thread):
                 break
             self._consumer.poll(timeout_ms=200)
             self._apply_completions()
-        left = self._tracker.inflight_count()
+        left = self._parts.inflight_count()
         if left:
             log.warning("drain deadline reached; unfinished records stay uncommitted and will be redelivered",
                         inflight_events=left)
@@ -498,14 +501,8 @@ class ConsumerThread(threading.Thread):
     def _on_revoked(self, revoked: list[TopicPartition]) -> None:
         keys = [(tp.topic, tp.partition) for tp in revoked]
         with self._lock:
-            self._rewind = {
-                key: position for key in keys
-                if self._tracker.inflight_count(key) and (position := self._tracker.position(key)) is not None
-            }
-            positions = self._tracker.revoke(keys)
-            self._assignment.difference_update(keys)
-            self._watch.forget(keys)
-            self._recreated.difference_update(keys)
+            positions = self._parts.revoke(keys)
+            assigned = len(self._parts.assigned())
         for topic, partition in keys:
             for gauge in (self._metrics.consumer_lag, self._metrics.partition_stalled,
                           self._metrics.partition_fetch_error):
@@ -518,7 +515,7 @@ class ConsumerThread(threading.Thread):
             except Exception as exc:  # noqa: BLE001 - best effort; redelivery is deduplicated downstream
                 log.warning("commit on revoke failed", error=str(exc))
         self._metrics.rebalances.inc()
-        self._metrics.partitions_assigned.set(len(self._assignment))
+        self._metrics.partitions_assigned.set(assigned)
         log.info("partitions revoked", partitions=sorted(f"{t}-{p}" for t, p in keys))
 
     def _on_assigned(self, assigned: list[TopicPartition]) -> None:
@@ -532,9 +529,7 @@ class ConsumerThread(threading.Thread):
         The seek happens on this consumer's thread, after the poll that ran this callback.
         """
         with self._lock:
-            back = {(tp.topic, tp.partition) for tp in assigned} & set(self._rewind)
-            self._seeks.update({key: self._rewind[key] for key in back})
-            self._rewind = {}
-            self._assignment.update((tp.topic, tp.partition) for tp in assigned)
-        self._metrics.partitions_assigned.set(len(self._assignment))
+            self._parts.assign((tp.topic, tp.partition) for tp in assigned)
+            count = len(self._parts.assigned())
+        self._metrics.partitions_assigned.set(count)
         log.info("partitions assigned", partitions=sorted(f"{tp.topic}-{tp.partition}" for tp in assigned))

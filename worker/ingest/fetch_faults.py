@@ -30,7 +30,7 @@ import structlog
 from kafka import KafkaConsumer, TopicPartition
 from kafka import errors as kerrors
 
-from worker.ingest.offsets import TP
+from worker.ingest.partitions import TP
 
 log = structlog.get_logger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from kafka import TopicPartition
 
-from worker.ingest.offsets import TP
+from worker.ingest.partitions import TP
 
 
 def fetcher_hint(consumer: Any) -> TP | None:

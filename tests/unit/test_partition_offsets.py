@@ -1,4 +1,4 @@
-"""OffsetTracker against hand-worked cases and a brute-force reference model."""
+"""Partitions against hand-worked cases and a brute-force reference model."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import pytest
 from kafka.structs import TopicPartition
 
-from worker.ingest.offsets import TP, OffsetTracker
+from worker.ingest.partitions import TP, Partitions
 
 A: TP = ("clicks", 0)
 B: TP = ("clicks", 1)
@@ -20,7 +20,7 @@ C: TP = ("items", 0)
 
 
 def test_in_order_completion_advances_one_by_one() -> None:
-    t = OffsetTracker()
+    t = Partitions()
     for off in range(5):
         t.add(A, off)
     assert t.position(A) == 0
@@ -31,7 +31,7 @@ def test_in_order_completion_advances_one_by_one() -> None:
 
 
 def test_out_of_order_completion_blocks_at_the_gap() -> None:
-    t = OffsetTracker()
+    t = Partitions()
     for off in range(10, 15):
         t.add(A, off)
     assert t.complete(A, 12)
@@ -48,7 +48,7 @@ def test_out_of_order_completion_blocks_at_the_gap() -> None:
 
 def test_gaps_in_offsets_are_skipped() -> None:
     """Compaction and transaction markers leave holes: they never block the commit."""
-    t = OffsetTracker()
+    t = Partitions()
     for off in (3, 7, 8, 20):
         t.add(A, off)
     assert t.position(A) == 3
@@ -62,7 +62,7 @@ def test_gaps_in_offsets_are_skipped() -> None:
 
 
 def test_complete_rejects_unknown_duplicate_and_revoked() -> None:
-    t = OffsetTracker()
+    t = Partitions()
     t.add(A, 0)
     t.add(A, 1)
     assert not t.complete(B, 0)  # never seen partition
@@ -79,7 +79,7 @@ def test_complete_rejects_unknown_duplicate_and_revoked() -> None:
 
 
 def test_committable_reports_only_advanced_positions() -> None:
-    t = OffsetTracker()
+    t = Partitions()
     t.add(A, 0)
     t.add(B, 100)
     assert t.committable() == {A: 0, B: 100}  # nothing committed yet: every partition
@@ -93,18 +93,18 @@ def test_committable_reports_only_advanced_positions() -> None:
 
 
 def test_mark_committed_never_lowers_and_ignores_unknown() -> None:
-    t = OffsetTracker()
+    t = Partitions()
     for off in range(3):
         t.add(A, off)
         t.complete(A, off)
     t.mark_committed({A: 3, C: 9})
     t.mark_committed({A: 1})  # a late ack of an older commit
     assert t.committable() == {}
-    assert C not in t.partitions()
+    assert C not in t.assigned()
 
 
 def test_revoke_returns_final_advanced_positions_and_forgets() -> None:
-    t = OffsetTracker()
+    t = Partitions()
     for off in range(4):
         t.add(A, off, size=10)
         t.add(B, off, size=1)
@@ -114,7 +114,7 @@ def test_revoke_returns_final_advanced_positions_and_forgets() -> None:
     t.complete(A, 3)
     t.mark_committed({C: 0})
     assert t.revoke([A, C, ("nope", 0)]) == {A: 2}  # C did not advance past its commit
-    assert t.partitions() == {B}
+    assert t.assigned() == {B}
     assert t.position(A) is None
     assert t.inflight_count() == 4
     assert t.inflight_count(A) == 0
@@ -122,7 +122,7 @@ def test_revoke_returns_final_advanced_positions_and_forgets() -> None:
 
 
 def test_readd_after_revoke_starts_fresh() -> None:
-    t = OffsetTracker()
+    t = Partitions()
     for off in range(5):
         t.add(A, off)
     t.complete(A, 0)
@@ -137,7 +137,7 @@ def test_readd_after_revoke_starts_fresh() -> None:
 
 
 def test_rewind_drops_outstanding_at_and_above_and_keeps_below() -> None:
-    t = OffsetTracker()
+    t = Partitions()
     for off in range(10):
         t.add(A, off, size=1)
     t.complete(A, 0)
@@ -158,7 +158,7 @@ def test_rewind_drops_outstanding_at_and_above_and_keeps_below() -> None:
 
 
 def test_rewind_below_commit_never_reports_a_lower_position() -> None:
-    t = OffsetTracker()
+    t = Partitions()
     for off in range(5):
         t.add(A, off)
         t.complete(A, off)
@@ -174,7 +174,7 @@ def test_rewind_below_commit_never_reports_a_lower_position() -> None:
 
 
 def test_duplicate_add_of_outstanding_offset_counts_once() -> None:
-    t = OffsetTracker()
+    t = Partitions()
     t.add(A, 0, size=5)
     t.add(A, 0, size=5)
     assert t.inflight_count() == 1
@@ -185,7 +185,7 @@ def test_duplicate_add_of_outstanding_offset_counts_once() -> None:
 
 
 def test_sizes_are_tracked_per_outstanding_offset() -> None:
-    t = OffsetTracker()
+    t = Partitions()
     t.add(A, 0, size=100)
     t.add(A, 1, size=20)
     t.add(B, 0, size=3)
@@ -201,7 +201,7 @@ def test_sizes_are_tracked_per_outstanding_offset() -> None:
 
 
 def test_kafka_topic_partition_is_interchangeable_with_tuples() -> None:
-    t = OffsetTracker()
+    t = Partitions()
     t.add(TopicPartition("clicks", 0), 7)
     assert t.complete(("clicks", 0), 7)
     assert t.position(TopicPartition("clicks", 0)) == 8
@@ -212,7 +212,7 @@ def test_kafka_topic_partition_is_interchangeable_with_tuples() -> None:
 def test_advance_moves_past_offsets_that_were_never_records() -> None:
     """A transaction marker at offset 3 (and an aborted batch 4-6 skipped under read_committed):
     the consumer's fetch position is 7 although the last record handed out was 2."""
-    t = OffsetTracker()
+    t = Partitions()
     for offset in (0, 1, 2):
         t.add(A, offset)
         t.complete(A, offset)
@@ -224,7 +224,7 @@ def test_advance_moves_past_offsets_that_were_never_records() -> None:
 
 
 def test_advance_never_passes_records_in_flight_nor_goes_backwards() -> None:
-    t = OffsetTracker()
+    t = Partitions()
     t.add(A, 0)
     t.advance(A, 5)
     assert t.position(A) == 0  # offset 0 is still outstanding
@@ -240,14 +240,14 @@ def test_advance_never_passes_records_in_flight_nor_goes_backwards() -> None:
 
 def test_advance_on_an_unknown_partition_starts_it_at_the_fetch_position() -> None:
     """A partition assigned with nothing to consume: committing its position is harmless."""
-    t = OffsetTracker()
+    t = Partitions()
     t.advance(B, 12)
     assert t.position(B) == 12 and t.committable() == {B: 12} and t.last_seen(B) == 11
 
 
 def test_reset_forgets_the_committed_mark_so_the_commit_may_go_backwards() -> None:
     """After a re-created topic restarts at 0, offsets below the old commit are new records."""
-    t = OffsetTracker()
+    t = Partitions()
     t.add(A, 99)
     t.complete(A, 99)
     t.mark_committed({A: 100})
@@ -259,7 +259,7 @@ def test_reset_forgets_the_committed_mark_so_the_commit_may_go_backwards() -> No
 
 
 def test_last_seen() -> None:
-    t = OffsetTracker()
+    t = Partitions()
     assert t.last_seen(A) is None
     t.add(A, 4)
     t.add(A, 9)
@@ -267,11 +267,11 @@ def test_last_seen() -> None:
 
 
 def test_unknown_partition_queries() -> None:
-    t = OffsetTracker()
+    t = Partitions()
     assert t.position(A) is None
     assert t.committable() == {}
     assert t.revoke([A]) == {}
-    assert t.partitions() == set()
+    assert t.assigned() == set()
     assert t.inflight_count() == 0
     assert t.inflight_bytes() == 0
 
@@ -295,7 +295,7 @@ def test_random_completion_order_matches_brute_force(seed: int) -> None:
     for _ in range(rng.randrange(1, 200)):
         offsets.append(off)
         off += rng.choice((1, 1, 1, 2, 5, 50))  # mostly contiguous, some gaps
-    t = OffsetTracker()
+    t = Partitions()
     for o in offsets:
         t.add(A, o, size=o % 7)
     order = offsets[:]
@@ -353,8 +353,8 @@ class Reference:
         return final
 
 
-def assert_same(t: OffsetTracker, ref: Reference) -> None:
-    assert t.partitions() == set(ref.parts)
+def assert_same(t: Partitions, ref: Reference) -> None:
+    assert t.assigned() == set(ref.parts)
     for tp, part in ref.parts.items():
         assert t.position(tp) == part.position()
         assert t.inflight_count(tp) == len(part.outstanding)
@@ -367,7 +367,7 @@ def assert_same(t: OffsetTracker, ref: Reference) -> None:
 def test_random_operations_match_reference(seed: int) -> None:
     rng = random.Random(1000 + seed)
     tps: list[TP] = [A, B, C]
-    t, ref = OffsetTracker(), Reference()
+    t, ref = Partitions(), Reference()
     next_offset = {tp: rng.randrange(0, 50) for tp in tps}
     for _ in range(600):
         op = rng.random()
@@ -406,7 +406,7 @@ def test_random_operations_match_reference(seed: int) -> None:
 def test_operations_are_amortised_constant_time() -> None:
     """200k offsets completed in reverse (worst case for the gap logic) stays linear."""
     n = 200_000
-    t = OffsetTracker()
+    t = Partitions()
     started = time.perf_counter()
     for off in range(n):
         t.add(A, off, size=1)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from worker.ingest.partition_watch import MAX_RETRY_S, Change, Observation, PartitionWatch, lag_of
+from worker.ingest.partitions import MAX_RETRY_S, Change, Observation, Partitions, lag_of
 
 TP0 = ("clicks", 0)
 TP1 = ("clicks", 1)
 
 
-def watch(**kw: float) -> PartitionWatch:
-    return PartitionWatch(stall_after_s=kw.get("stall", 60.0), retry_s=kw.get("retry", 30.0),
+def watch(**kw: float) -> Partitions:
+    return Partitions(stall_after_s=kw.get("stall", 60.0), retry_s=kw.get("retry", 30.0),
                           confirm_s=kw.get("confirm", 5.0))
 
 
@@ -113,14 +113,14 @@ def test_a_faulted_partition_is_stalled_at_once_and_recovers_with_progress() -> 
     assert w.observe(TP0, obs(9, 9), 3.0) == [Change.UNSTALLED]
 
 
-def test_partitions_are_independent_and_forget_drops_state() -> None:
+def test_partitions_are_independent_and_revocation_drops_state() -> None:
     w = watch(stall=5.0)
     w.observe(TP0, obs(0, 10), 0.0)
     w.observe(TP1, obs(0, 10), 0.0)
     assert w.observe(TP0, obs(0, 10), 5.0) == [Change.STALLED]
     assert w.observe(TP1, obs(1, 10), 5.0) == []
     w.fault(TP0, error="E", message="m", fix="f", offset=0, now=5.0)
-    w.forget([TP0])
+    w.revoke([TP0])
     assert TP0 not in w.faults and TP0 not in w.stalled()
     assert w.observe(TP0, obs(0, 10), 6.0) == []  # a fresh clock
 
