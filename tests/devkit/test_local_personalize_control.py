@@ -139,8 +139,12 @@ def test_training_minimums_modes_stop_and_fault_injection(local_personalize: Any
             "InvalidInputException",
             400,
         )
-    not_yet = c.cp.create_solution(name="trn-new", datasetGroupArn=group, recipeArn=RECIPE + "aws-sims")["solutionArn"]
-    assert error_code(lambda: c.cp.create_solution_version(solutionArn=not_yet)) == ("ResourceInUseException", 400)
+    # A solution trains nothing: it is ACTIVE when CreateSolution answers, so the samples' very next call works.
+    prompt = c.cp.create_solution(name="trn-new", datasetGroupArn=group, recipeArn=RECIPE + "aws-sims")["solutionArn"]
+    assert c.cp.describe_solution(solutionArn=prompt)["solution"]["status"] == "ACTIVE"
+    early = c.cp.create_solution_version(solutionArn=prompt)["solutionVersionArn"]
+    assert c.cp.describe_solution_version(solutionVersionArn=early)["solutionVersion"]["status"] == "CREATE PENDING"
+    c.cp.stop_solution_version_creation(solutionVersionArn=early)
 
     # Injected failure, then a real training, then UPDATE from it.
     lp.set_faults(fail_next_trainings=1)

@@ -234,7 +234,11 @@ def test_full_lifecycle_through_unmodified_boto3_clients(local_personalize: Any)
     assert sent >= 5_000
     assert len(lp.events(tracker["trackingId"])) == sent
 
-    solution = c.solution(group, "lc-up", "aws-user-personalization", performHPO=True)
+    hpo = {"algorithmHyperParameterRanges": {"integerHyperParameterRanges": [
+        {"name": "hidden_dimension", "minValue": 32, "maxValue": 256}]}}  # fmt: skip
+    solution = c.solution(
+        group, "lc-up", "aws-user-personalization", performHPO=True, solutionConfig={"hpoConfig": hpo}
+    )
     described = cp.describe_solution(solutionArn=solution)["solution"]
     assert described["performAutoTraining"] is True  # the real API's default, reported back
     seen = []
@@ -244,7 +248,8 @@ def test_full_lifecycle_through_unmodified_boto3_clients(local_personalize: Any)
     assert v1["status"] == "ACTIVE", v1
     assert seen[-2:] == ["CREATE IN_PROGRESS", "ACTIVE"]
     assert v1["trainingMode"] == "FULL" and v1["trainingType"] == "MANUAL" and v1["trainingHours"] > 0
-    assert set(v1["tunedHPOParams"]["algorithmHyperParameters"]) == {"hidden_dimension"}
+    tuned = v1["tunedHPOParams"]["algorithmHyperParameters"]
+    assert set(tuned) == {"hidden_dimension"} and 32 <= int(tuned["hidden_dimension"]) <= 256
     metrics = cp.get_solution_metrics(solutionVersionArn=v1_arn)["metrics"]
     assert tuple(metrics) == METRIC_KEYS
     assert all(0.0 <= value <= 1.0 for value in metrics.values())

@@ -116,9 +116,16 @@ def test_recipe_table() -> None:
         assert info.arn == f"arn:aws:personalize:::recipe/{name}"
         assert info.recipe_type in {"USER_PERSONALIZATION", "RELATED_ITEMS", "PERSONALIZED_RANKING"}
         assert "Local stand-in" in info.description
-        if info.hpo_parameter:
-            for value in info.hpo_grid:  # every grid point is a valid value
-                effective_hyperparameters(name, {info.hpo_parameter: value})
+        for spec in info.hyperparameters:  # the documented table and the models agree on every bound
+            if spec.kind == "categorical":
+                for value in spec.values:
+                    effective_hyperparameters(name, {spec.name: value})
+                continue
+            for bound in (spec.lo, spec.hi):
+                if not (spec.lo_exclusive and bound == spec.lo):
+                    effective_hyperparameters(name, {spec.name: str(int(bound) if spec.kind == "integer" else bound)})
+            with pytest.raises(HyperparameterError):
+                effective_hyperparameters(name, {spec.name: str(spec.hi + 1)})
     assert RECIPES["aws-sims"].recipe_type == "RELATED_ITEMS"
     assert RECIPES["aws-personalized-ranking"].recipe_type == "PERSONALIZED_RANKING"
     assert {n for n, i in RECIPES.items() if i.supports_update} == {"aws-user-personalization", "aws-hrnn-coldstart"}

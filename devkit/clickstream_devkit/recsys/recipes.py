@@ -4,16 +4,19 @@ The names, ARNs and recipe types are the real service's (``arn:aws:personalize::
 types USER_PERSONALIZATION, RELATED_ITEMS, PERSONALIZED_RANKING as DescribeRecipe reports
 them). The algorithms are small, honest stand-ins -- the descriptions say which one -- so a
 solution configured for the real service trains here unchanged: unknown hyperparameter names
-are ignored, known ones are range-checked against the real recipe pages.
+are ignored, known ones are range-checked against the real recipe pages (the table of each
+recipe's documented hyperparameters is `hyperparameters`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
+from clickstream_devkit.recsys import hyperparameters as hp
 from clickstream_devkit.recsys.data import Dataset
+from clickstream_devkit.recsys.hyperparameters import Hyperparameter
 from clickstream_devkit.recsys.models.base import ModelFormatError, Recommender, peek_header
 from clickstream_devkit.recsys.models.knn import ColdMode, KnnModel
 from clickstream_devkit.recsys.models.popularity import PopularityModel
@@ -25,13 +28,6 @@ Model = PopularityModel | SimsModel | KnnModel
 
 RECIPE_ARN_PREFIX = "arn:aws:personalize:::recipe/"
 
-_KNN_DEFAULTS = {
-    "hidden_dimension": "149",
-    "bptt": "32",
-    "recency_mask": "true",
-}
-_EXPLORATION_DEFAULTS = {"exploration_weight": "0.3", "exploration_item_age_cut_off": "30"}
-_KNN_GRID = ("32", "64", "149", "256")
 _KNN_NOTE = (
     "Local stand-in: item-kNN (cosine on the user-item matrix, top hidden_dimension neighbours per "
     "item) scored from the user's current history (last bptt distinct items)."
@@ -46,10 +42,8 @@ class RecipeInfo:
     recipe_type: RecipeType
     description: str
     algorithm: Algorithm
-    #: The hyperparameter HPO searches over ("" = the recipe has nothing to tune).
-    hpo_parameter: str = ""
-    hpo_grid: tuple[str, ...] = ()
-    default_hyperparameters: Mapping[str, str] = field(default_factory=dict)
+    #: The documented hyperparameters of the recipe's algorithm (DescribeAlgorithm, HPO ranges).
+    hyperparameters: tuple[Hyperparameter, ...] = ()
     #: How the kNN model treats items without interactions (see models/knn.py).
     cold: ColdMode = "none"
     #: trainingMode=UPDATE is allowed (User-Personalization and legacy HRNN-Coldstart only).
@@ -63,21 +57,25 @@ class RecipeInfo:
     def algorithm_arn(self) -> str:
         return f"arn:aws:personalize:::algorithm/{self.name}"
 
+    @property
+    def default_hyperparameters(self) -> dict[str, str]:
+        return hp.defaults(self.hyperparameters)
+
+    @property
+    def tunable(self) -> tuple[Hyperparameter, ...]:
+        """The hyperparameters HPO may search (the recipe pages' "HPO tunable: Yes")."""
+        return tuple(spec for spec in self.hyperparameters if spec.tunable)
+
 
 def _knn(
     name: str, recipe_type: RecipeType, what: str, *, cold: ColdMode, update: bool, exploration: bool
 ) -> RecipeInfo:
-    defaults = dict(_KNN_DEFAULTS)
-    if exploration:
-        defaults.update(_EXPLORATION_DEFAULTS)
     return RecipeInfo(
         name=name,
         recipe_type=recipe_type,
         description=f"{what} {_KNN_NOTE}",
         algorithm="item-knn",
-        hpo_parameter="hidden_dimension",
-        hpo_grid=_KNN_GRID,
-        default_hyperparameters=defaults,
+        hyperparameters=hp.NEURAL + (hp.EXPLORATION if exploration else ()),
         cold=cold,
         supports_update=update,
     )
@@ -116,9 +114,7 @@ RECIPES: dict[str, RecipeInfo] = {
             description="Items related to a given item. Local stand-in: co-occurrence in user histories "
             "divided by the candidate's user count ** popularity_discount_factor, padded with popular items.",
             algorithm="sims",
-            hpo_parameter="popularity_discount_factor",
-            hpo_grid=("0", "0.25", "0.5", "0.75", "1"),
-            default_hyperparameters={"popularity_discount_factor": "0.5", "min_cointeraction_count": "3"},
+            hyperparameters=hp.SIMS,
         ),
         _knn(
             "aws-personalized-ranking",
@@ -181,11 +177,13 @@ def recipe_info(name_or_arn: str) -> RecipeInfo:
 def effective_hyperparameters(recipe: str, hyperparameters: Mapping[str, str]) -> dict[str, str]:
     """Recipe defaults overlaid with the solution's values, validated (raises HyperparameterError).
 
-    Unknown names are kept (they are reported back as given) but no model reads them.
+    Unknown names are kept (they are reported back as given) but no model reads them;
+    documented names the local model does not read are range-checked all the same.
     """
     info = recipe_info(recipe)
     merged = {**info.default_hyperparameters, **{k: str(v) for k, v in hyperparameters.items()}}
     validated = _model_class(info).parse_hyperparameters(merged)
+    validated.update(hp.check_unused(info.hyperparameters, merged))
     return {**merged, **{k: v for k, v in validated.items() if k in merged}}
 
 

@@ -6,7 +6,8 @@ FULL training, step by step:
 2. apply the solution's eventType / eventValueThreshold filters and check the documented
    minimums (failureReason on shortfall);
 3. split: 90 % of users train, 10 % are test users (``data.split``);
-4. optionally HPO on a validation split of the training users (``hpo``);
+4. optionally HPO on a validation split of the training users (``hpo``), inside the ranges,
+   budget and objective of the solution's ``hpoConfig`` (``hpo_config``);
 5. fit on the training users and compute the documented metrics: each test user's oldest
    90 % is passed as the history at recommendation time, the newest 10 % is scored;
 6. refit on **all** users with the same hyperparameters and serialise that model. The
@@ -29,7 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from clickstream_devkit.recsys.data import Dataset, InteractionRow, check_minimums, prepare, split
-from clickstream_devkit.recsys.hpo import tune
+from clickstream_devkit.recsys.hpo import search
+from clickstream_devkit.recsys.hpo_config import HpoPlan, plan
 from clickstream_devkit.recsys.models.base import HyperparameterError, ModelFormatError
 from clickstream_devkit.recsys.models.knn import KnnModel
 from clickstream_devkit.recsys.offline import evaluate_model
@@ -60,6 +62,8 @@ class TrainingResult:
     training_seconds: float = 0.0
     #: Interactions left after the eventType / eventValueThreshold filters.
     num_interactions: int = 0
+    #: HPO trials as (searched values, objective score), in the order they ran.
+    hpo_trials: tuple[tuple[dict[str, str], float], ...] = ()
 
     @property
     def succeeded(self) -> bool:
@@ -78,6 +82,7 @@ def train(
     seed: int,
     training_mode: TrainingMode = "FULL",
     previous: bytes | None = None,
+    hpo_config: Mapping[str, Any] | None = None,
 ) -> TrainingResult:
     """Train one solution version (see the module docstring for the steps)."""
     started = time.perf_counter()
@@ -90,6 +95,7 @@ def train(
     try:
         info = recipe_info(recipe)
         hps = effective_hyperparameters(info.name, hyperparameters)
+        hpo_plan: HpoPlan | None = plan(info.name, hpo_config, hyperparameters) if perform_hpo else None
     except (UnknownRecipeError, HyperparameterError) as exc:
         return done(failure_reason=f"Create failed. {exc}")
     dataset = prepare(rows, event_type=event_type, event_value_threshold=event_value_threshold)
@@ -108,8 +114,11 @@ def train(
         return done(failure_reason=reason, num_interactions=dataset.n_interactions)
     offline = split(dataset, seed)
     tuned: dict[str, str] = {}
-    if perform_hpo:
-        tuned = tune(info.name, offline.train, hps, items_metadata=items_metadata, seed=seed)
+    trials: tuple[tuple[dict[str, str], float], ...] = ()
+    if hpo_plan is not None:
+        result = search(info.name, offline.train, hps, hpo_plan=hpo_plan, items_metadata=items_metadata, seed=seed)
+        tuned = result.tuned
+        trials = tuple((t.hyperparameters, t.score) for t in result.trials)
         hps.update(tuned)
     evaluated = fit(info.name, offline.train, hps, items_metadata=items_metadata, rng_seed=seed)
     catalog = dataset.all_item_ids | set(items_metadata or {})
@@ -128,6 +137,7 @@ def train(
         tuned_hyperparameters=tuned,
         hyperparameters=hps,
         num_interactions=dataset.n_interactions,
+        hpo_trials=trials,
     )
 
 

@@ -4,7 +4,14 @@ What a solution fixes for its versions, all checked here so a bad value fails th
 rather than a training hours later: the recipe (one of `RECIPES`, by ARN), ``eventType``
 (the event type kept for training), ``solutionConfig.eventValueThreshold`` (a number in
 a string: events below it are not trained on), ``solutionConfig.algorithmHyperParameters``
-(range-checked against the recipe by `effective_hyperparameters`), ``performHPO``.
+(range-checked against the recipe by `effective_hyperparameters`), ``performHPO`` and
+``solutionConfig.hpoConfig`` (ranges, budget and objective, checked by `hpo_config.plan`).
+
+A solution is ACTIVE when CreateSolution answers. It trains nothing (its versions do), and
+on the real service it is ACTIVE by the time a client's next call arrives: every public
+sample calls CreateSolutionVersion right after CreateSolution, and the API requires the
+solution to be ACTIVE for that. So unlike the other resources it skips CREATE PENDING and
+CREATE IN_PROGRESS in every timing mode; solution versions keep their realistic timing.
 
 ``performAutoTraining`` defaults to true like the real API and is reported back with
 ``solutionConfig.autoTrainingConfig`` as given, but this stand-in never trains on its
@@ -18,6 +25,7 @@ import math
 from typing import Any
 
 from clickstream_devkit.personalize.control import control_store as kinds
+from clickstream_devkit.personalize.control import status as st
 from clickstream_devkit.personalize.control.arns import RequestContext, solution_arn
 from clickstream_devkit.personalize.control.control_store import Resource
 from clickstream_devkit.personalize.control.deps import (
@@ -33,6 +41,7 @@ from clickstream_devkit.personalize.control.deps import (
     summary,
 )
 from clickstream_devkit.personalize.control.pagination import listing, paginate
+from clickstream_devkit.recsys.hpo_config import plan
 from clickstream_devkit.recsys.models.base import HyperparameterError
 from clickstream_devkit.recsys.recipes import RecipeInfo, UnknownRecipeError, effective_hyperparameters, recipe_info
 
@@ -51,6 +60,7 @@ class SolutionsApi:
         }
 
     def resume(self, resource: Resource) -> None:
+        """Only solutions persisted by an older server can still be on their way to ACTIVE."""
         self._deps.jobs.spawn(resource.arn, drive_simple(self._deps, resource.arn))
 
     def create_solution(self, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
@@ -62,8 +72,11 @@ class SolutionsApi:
         group = require(self._deps, body["datasetGroupArn"], kinds.DATASET_GROUP, "dataset group")
         config = body.get("solutionConfig") or {}
         threshold = parse_threshold(config.get("eventValueThreshold"))
+        fixed = config.get("algorithmHyperParameters") or {}
         try:
-            effective_hyperparameters(info.name, config.get("algorithmHyperParameters") or {})
+            effective_hyperparameters(info.name, fixed)
+            if "hpoConfig" in config:
+                plan(info.name, config["hpoConfig"], fixed)
         except HyperparameterError as exc:
             raise invalid(str(exc)) from None
         require_active(group, "dataset group")
@@ -85,8 +98,9 @@ class SolutionsApi:
         if config:
             doc["solutionConfig"] = config
         meta = {"eventValueThreshold": threshold}
-        self._deps.resources.add(new_resource(ctx, arn, kinds.SOLUTION, doc, parent=group.arn, meta=meta))
-        self._deps.jobs.spawn(arn, drive_simple(self._deps, arn))
+        self._deps.resources.add(
+            new_resource(ctx, arn, kinds.SOLUTION, doc, parent=group.arn, status=st.ACTIVE, meta=meta)
+        )
         return {"solutionArn": arn}
 
     def describe_solution(self, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from clickstream_devkit.personalize.control.training_data import interaction_rows, items_metadata
 from clickstream_devkit.recsys.train import TrainingMode, train
@@ -32,6 +33,8 @@ class TrainingJob:
     event_value_threshold: float | None
     hyperparameters: Mapping[str, str]
     perform_hpo: bool
+    #: The solution's ``solutionConfig.hpoConfig`` as sent (JSON values only).
+    hpo_config: Mapping[str, Any] | None
     seed: int
     training_mode: TrainingMode
     previous_model: Path | None
@@ -46,6 +49,7 @@ class TrainingOutcome:
     hyperparameters: dict[str, str] = field(default_factory=dict)
     training_seconds: float = 0.0
     num_interactions: int = 0
+    hpo_trials: tuple[tuple[dict[str, str], float], ...] = ()
 
 
 def run_training(job: TrainingJob) -> TrainingOutcome:
@@ -64,6 +68,7 @@ def run_training(job: TrainingJob) -> TrainingOutcome:
         event_value_threshold=job.event_value_threshold,
         hyperparameters=job.hyperparameters,
         perform_hpo=job.perform_hpo,
+        hpo_config=job.hpo_config,
         items_metadata=metadata,
         seed=job.seed,
         training_mode=job.training_mode,
@@ -78,6 +83,7 @@ def run_training(job: TrainingJob) -> TrainingOutcome:
         hyperparameters=dict(result.hyperparameters),
         training_seconds=result.training_seconds,
         num_interactions=result.num_interactions,
+        hpo_trials=result.hpo_trials,
     )
 
 

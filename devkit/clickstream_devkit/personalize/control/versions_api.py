@@ -11,7 +11,8 @@ versions may be in progress per region (DG limits).
 A training (see `_drive`): CREATE PENDING for one step, then CREATE IN_PROGRESS while
 `training_runner.run_training` computes in a thread, for at least one step and at least
 the ``training_seconds`` fault, then ACTIVE (metrics, ``trainingHours``, and, with
-``performHPO``, the chosen values as ``tunedHPOParams``) or CREATE FAILED with the
+``performHPO``, the chosen values as ``tunedHPOParams``, every HPO trial in the private
+``meta.hpoTrials``) or CREATE FAILED with the
 reason `train` gives (e.g. the documented minimum-data message). Stop: PENDING →
 STOPPED at once; IN_PROGRESS → STOPPING → STOPPED one step later, the computation's
 result discarded. After a restart an IN_PROGRESS training is run again from the start
@@ -202,6 +203,7 @@ class VersionsApi:
             hyperparameters=outcome.hyperparameters,
             numInteractions=outcome.num_interactions,
             model=self._model_path(version).name,
+            hpoTrials=[{"hyperparameters": hps, "score": score} for hps, score in outcome.hpo_trials],
         )
         updates: dict[str, Any] = {"trainingHours": outcome.training_seconds / 3600.0}
         if version.doc.get("performHPO"):
@@ -222,6 +224,7 @@ class VersionsApi:
             columns = {f.key: f.name for f in schema.fields if not f.textual and f.name != "ITEM_ID"}
         mode = version.doc["trainingMode"]
         previous = self._latest_active_model(solution.arn) if mode == "UPDATE" else None
+        config: dict[str, Any] = solution.doc.get("solutionConfig") or {}
         interactions = datasets.get("interactions")
         return TrainingJob(
             version_arn=version.arn,
@@ -234,8 +237,9 @@ class VersionsApi:
             recipe=solution.doc["recipeArn"],
             event_type=solution.doc.get("eventType"),
             event_value_threshold=solution.meta.get("eventValueThreshold"),
-            hyperparameters=dict((solution.doc.get("solutionConfig") or {}).get("algorithmHyperParameters") or {}),
+            hyperparameters=dict(config.get("algorithmHyperParameters") or {}),
             perform_hpo=bool(solution.doc.get("performHPO")),
+            hpo_config=config.get("hpoConfig"),
             seed=deps.options.training_seed,
             training_mode=mode,
             previous_model=previous,

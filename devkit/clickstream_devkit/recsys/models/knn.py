@@ -82,7 +82,7 @@ class KnnParams:
             bptt=get_int(hps, "bptt", 32, 2, 32),
             recency_mask=get_bool(hps, "recency_mask", True),
             exploration_weight=get_float(hps, "exploration_weight", 0.3, 0.0, 1.0),
-            exploration_item_age_cut_off=get_float(hps, "exploration_item_age_cut_off", 30.0, 1e-9, 1e9),
+            exploration_item_age_cut_off=get_float(hps, "exploration_item_age_cut_off", 30.0, 1e-9, 1e6),
         )
 
     def as_strings(self) -> dict[str, str]:
