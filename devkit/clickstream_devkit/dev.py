@@ -5,9 +5,12 @@ the real API (schemas, dataset group, datasets, event tracker, three solutions; 
 dev_provision.py), runs the clickstream generator, the worker (in this process) and, once
 enough interactions are stored to train on, the retraining scheduler, which trains, gates
 and creates/updates the campaigns by itself. Progress is live (a redrawn block on a TTY,
-plain lines otherwise); at the end it audits the run (every produced event is stored by
-eventId or dead-lettered; non-zero exit if anything was lost) and prints the metrics of
-every trained version and sample recommendations before and after retraining.
+plain lines otherwise) and ends when its work does: every produced event accounted for
+(stored, a same-content duplicate, or dead-lettered; dev_account.py) and the trainings the
+scheduler started finished and served, saying what it waits for meanwhile. At the end it
+audits the run (non-zero exit if anything was lost) and prints the metrics of every
+trained version and sample recommendations before and after retraining. The logs stay in
+`--data-dir` (or a kept temporary directory whose path is printed).
 
 Every child process is stopped by PID on exit, whatever happens.
 """
@@ -24,11 +27,11 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from clickstream_devkit.broker import EmbeddedBroker
+from clickstream_devkit.dev_account import STAGES, DevResult, StoredVolume, Tally, control_waits, delivery_waits
 from clickstream_devkit.dev_provision import (
     BASELINE,
     METRICS,
@@ -42,7 +45,7 @@ from clickstream_devkit.dev_provision import (
     recommend,
     scheduler_section,
 )
-from clickstream_devkit.generate_cmd import GenerateError, GenerateReport, run_generate
+from clickstream_devkit.generate_cmd import GenerateError, run_generate
 from clickstream_devkit.personalize.process import LocalPersonalize
 from clickstream_devkit.progress import ProgressView, Snapshot, control_lines, metric_total
 from worker.app import Worker
@@ -57,47 +60,15 @@ TOPICS = {"clicks": 4, "items": 2, "users": 2}
 TANSU_GROUP = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000, "max_poll_interval_ms": 10000}
 
 
-@dataclass
-class DevResult:
-    report: GenerateReport | None = None
-    stored_ids: set[str] = field(default_factory=set)
-    delivered: float = 0.0
-    dead_lettered: dict[str, float] = field(default_factory=dict)
-    catalog_delivered: float = 0.0
-    duplicates: int = 0
-    same_content: int = 0
-
-    @property
-    def missing_ids(self) -> list[str]:
-        """Valid events whose eventId the local Personalize does not hold."""
-        return [] if self.report is None else [i for i in self.report.good_event_ids if i not in self.stored_ids]
-
-    @property
-    def lost(self) -> int:
-        """Missing events not explained by the exact-duplicate rule: the generator can emit two
-        views of one item in one session within the same millisecond, which Personalize (and
-        the local one) keeps once, so their second eventId is never stored."""
-        return max(0, len(self.missing_ids) - self.same_content)
-
-    @property
-    def dead_letter_total(self) -> float:
-        return sum(self.dead_lettered.values())
-
-    @property
-    def ok(self) -> bool:
-        if self.report is None:
-            return False
-        return self.lost == 0 and self.dead_letter_total >= self.report.bad
-
-
 @contextlib.contextmanager
 def _data_dir(path: str | None) -> Iterator[Path]:
+    """The run's directory (logs, local Personalize data): `--data-dir`, or a new one that is
+    kept after exit so the log path printed at the start still exists."""
     if path:
         Path(path).mkdir(parents=True, exist_ok=True)
         yield Path(path)
         return
-    with tempfile.TemporaryDirectory(prefix="clickstream-dev-") as tmp:
-        yield Path(tmp)
+    yield Path(tempfile.mkdtemp(prefix="clickstream-dev-"))
 
 
 def worker_settings(bootstrap: str, endpoint_url: str, p: Provisioned) -> WorkerSettings:
@@ -129,6 +100,8 @@ class DevRun:
         self.provisioned = Provisioned("", {}, "", {}, {})
         self.state: ControlState | None = None
         self.before: tuple[str, list[str]] | None = None
+        self.volume = StoredVolume()
+        self.watch_every_s = 2.0
 
     def _count(self) -> int:
         if self.args.duration is not None:
@@ -144,22 +117,30 @@ class DevRun:
         os.environ.pop("AWS_PROFILE", None)
         with _data_dir(self.args.data_dir) as data_dir:
             log_path = data_dir / "worker.log"
-            with log_path.open("a", encoding="utf-8") as log_stream:
-                configure_logging(json=True, level="INFO", stream=log_stream)
-                self.out.write(f"clickstream-worker dev: starting the local stack (logs: {log_path})\n")
-                with EmbeddedBroker() as broker:
-                    lp = LocalPersonalize(data_dir=data_dir / "personalize", extra_args=["--fast"],
-                                          log_path=data_dir / "personalize.log")
-                    try:
-                        lp.start()
-                        ensure_topics(broker.bootstrap, TOPICS)
-                        self.control, self.runtime = clients(lp.endpoint_url)
-                        self.provisioned = provision(self.control, f"dev-{int(time.time())}")
-                        self.out.write(f"provisioned dataset group {self.provisioned.group_arn} "
-                                       f"(3 datasets, event tracker, {len(self.provisioned.solutions)} solutions)\n")
-                        return asyncio.run(self._main(broker, lp))
-                    finally:
-                        lp.stop()
+            try:
+                with log_path.open("a", encoding="utf-8") as log_stream:
+                    configure_logging(json=True, level="INFO", stream=log_stream)
+                    self.out.write(f"clickstream-worker dev: starting the local stack (logs: {log_path})\n")
+                    self.out.flush()
+                    return self._run_stack(data_dir)
+            finally:
+                self.out.write(f"logs kept: {log_path} and {data_dir / 'personalize.log'}\n")
+                self.out.flush()
+
+    def _run_stack(self, data_dir: Path) -> int:
+        with EmbeddedBroker() as broker:
+            lp = LocalPersonalize(data_dir=data_dir / "personalize", extra_args=["--fast"],
+                                  log_path=data_dir / "personalize.log")  # fmt: skip
+            try:
+                lp.start()
+                ensure_topics(broker.bootstrap, TOPICS)
+                self.control, self.runtime = clients(lp.endpoint_url)
+                self.provisioned = provision(self.control, f"dev-{int(time.time())}")
+                self.out.write(f"provisioned dataset group {self.provisioned.group_arn} "
+                               f"(3 datasets, event tracker, {len(self.provisioned.solutions)} solutions)\n")
+                return asyncio.run(self._main(broker, lp))
+            finally:
+                lp.stop()
 
     async def _main(self, broker: EmbeddedBroker, lp: LocalPersonalize) -> int:
         loop = asyncio.get_running_loop()
@@ -167,7 +148,7 @@ class DevRun:
             loop.add_signal_handler(sig, self.stop.set)
         section = scheduler_section(
             self.provisioned, lp.endpoint_url, retrain_every_s=self.args.retrain_every, tick_s=self.args.tick,
-            lease=TANSU_GROUP,
+            lease=TANSU_GROUP, min_new_interactions=self.args.retrain_min_new,
         )  # fmt: skip
         settings = worker_settings(broker.bootstrap, lp.endpoint_url, self.provisioned)
         worker = Worker(settings, handle_signals=False)
@@ -179,59 +160,60 @@ class DevRun:
                             header=f"broker {broker.bootstrap} · local Personalize {lp.endpoint_url}")
         generator = loop.run_in_executor(None, self._generate, broker.bootstrap, count)
         started = time.monotonic()
-        finished_generating_at: float | None = None
-        delivered_at: float | None = None
+        generated_at: float | None = None
+        accounted_at: float | None = None
         while True:
             await asyncio.sleep(0.5)
-            snap = self._snapshot(worker, started)
+            stats = await loop.run_in_executor(None, lp.stats)
+            snap = self._snapshot(worker, started, stats)
+            self.volume.record(time.time(), snap.stored)
+            if scheduler is None and snap.stored >= int(self.args.min_interactions):
+                # Training needs data: the scheduler starts once --min-interactions are stored.
+                scheduler = Scheduler(SchedulerSettings.model_validate(section), settings.kafka, region=REGION,
+                                      registry=worker.metrics.registry, default_input_topics=["clicks"],
+                                      volume=self.volume)  # fmt: skip
+                await loop.run_in_executor(None, scheduler.start)
+            now = time.monotonic()
+            if generator.done() and generated_at is None:
+                generated_at = now
+            waits = delivery_waits(self._tally(worker, snap, generating=not generator.done()))
+            if not waits and accounted_at is None:
+                accounted_at = now
+                self.watch_every_s = 0.5  # settle quickly: the control plane is all that is left
+            if accounted_at is not None and self.args.duration is None:
+                waits = control_waits(self.state, scheduler_started=scheduler is not None)
+            view.status = f"waiting for: {'; '.join(waits)}" if waits else "done: every event accounted for"
             view.extra_lines = control_lines(self.state)
             view.render(snap)
-            if scheduler is None and self._enough_data(lp):
-                scheduler = Scheduler(SchedulerSettings.model_validate(section), settings.kafka, region=REGION,
-                                      registry=worker.metrics.registry, default_input_topics=["clicks"])  # fmt: skip
-                await loop.run_in_executor(None, scheduler.start)
-            if generator.done() and finished_generating_at is None:
-                finished_generating_at = time.monotonic()
-            if worker_task.done():
+            if worker_task.done() or (self.stop.is_set() and generator.done()) or not waits:
                 break
-            if self.stop.is_set() and generator.done():
+            if accounted_at is not None and now - accounted_at > self.args.train_timeout:
+                self.out.write(f"gave up after --train-timeout {self.args.train_timeout:g} s waiting for: "
+                               f"{'; '.join(waits)}\n")
                 break
-            if delivered_at is not None:
-                # Delivered: with --events, wait (bounded) for trained and served versions.
-                waited = time.monotonic() - delivered_at
-                if self.args.duration is not None or waited > self.args.train_timeout:
-                    break
-                if self.state is not None and self.state.settled:
-                    break
-            elif finished_generating_at is not None and self.result.report is not None:
-                # Unique events stored, not delivery counts: redeliveries would count twice.
-                stored = int(lp.stats().get("stored", {}).get("events", 0))
-                done = (stored >= self.result.report.good and snap.dead_lettered >= self.result.report.bad
-                        and snap.inflight == 0)
-                waited = time.monotonic() - finished_generating_at
-                if done or waited > self.args.drain_timeout:
-                    delivered_at = time.monotonic()
+            if accounted_at is None and generated_at is not None and now - generated_at > self.args.drain_timeout:
+                self.out.write(f"gave up after --drain-timeout {self.args.drain_timeout:g} s waiting for: "
+                               f"{'; '.join(waits)}\n")
+                break
         self.stop.set()
         await generator
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
-        self.state = await loop.run_in_executor(None, self._observe_quietly)
-        if scheduler is not None:
-            await loop.run_in_executor(None, scheduler.stop)
+        # The last look at the control plane, the scheduler's and the worker's shutdown, together.
         worker.request_stop()
+        observed = loop.run_in_executor(None, self._observe_quietly)
+        stopping = [loop.run_in_executor(None, scheduler.stop)] if scheduler is not None else []
         code = await worker_task
-        final = self._snapshot(worker, started)
+        await asyncio.gather(*stopping)
+        self.state = await observed
+        final = self._snapshot(worker, started, await loop.run_in_executor(None, lp.stats))
         view.extra_lines = control_lines(self.state)
         view.render(final, final=True)
-        self._audit(worker, lp)
+        await loop.run_in_executor(None, self._audit, worker, lp)
         self._summary(final, code)
         self._training_summary()
         return 0 if code == 0 and self.result.ok else 1
-
-    def _enough_data(self, lp: LocalPersonalize) -> bool:
-        """Training needs data: the scheduler starts once `--min-interactions` are stored."""
-        return int(lp.stats().get("stored", {}).get("events", 0)) >= int(self.args.min_interactions)
 
     def _observe_quietly(self) -> ControlState | None:
         """The control plane's state; None (and the last state kept) if a call fails."""
@@ -241,13 +223,13 @@ class DevRun:
             return self.state
 
     async def _watch(self) -> None:
-        """Refresh the training/campaign view every couple of seconds (cheap calls only)."""
+        """Refresh the training/campaign view (cheap calls only): every 2 s, every 0.5 s at the end."""
         loop = asyncio.get_running_loop()
         while True:
             self.state = await loop.run_in_executor(None, self._observe_quietly)
             if self.before is None and self.state is not None:
                 self.before = await loop.run_in_executor(None, self._sample)
-            await asyncio.sleep(2.0)
+            await asyncio.sleep(self.watch_every_s)
 
     def _sample(self) -> tuple[str, list[str]] | None:
         """(served version, recommendations) of the user-personalization campaign, if it serves."""
@@ -276,12 +258,32 @@ class DevRun:
         if self.result.report is not None:
             self.generated = self.result.report.produced
 
-    def _snapshot(self, worker: Worker, started: float) -> Snapshot:
+    def _dead_lettered(self, worker: Worker) -> dict[str, float]:
+        registry = worker.metrics.registry
+        return {
+            stage: metric_total(registry, "clickstream_events_dead_lettered_total", topic="clicks", stage=stage)
+            for stage in STAGES
+        }
+
+    def _tally(self, worker: Worker, snap: Snapshot, *, generating: bool) -> Tally:
+        report = self.result.report
+        return Tally(
+            generating=generating or report is None,
+            good=report.good if report else 0,
+            bad=report.bad if report else 0,
+            stored=snap.stored,
+            same_content=snap.same_content,
+            dead_lettered=self._dead_lettered(worker),
+            inflight=snap.inflight,
+        )
+
+    def _snapshot(self, worker: Worker, started: float, stats: dict[str, Any]) -> Snapshot:
         registry = worker.metrics.registry
         return Snapshot(
             elapsed_s=time.monotonic() - started,
             produced=self.generated,
-            delivered=metric_total(registry, "clickstream_events_delivered_total", topic="clicks"),
+            stored=int(stats.get("stored", {}).get("events", 0)),
+            same_content=int(stats.get("same_content_events", 0)),
             dead_lettered=metric_total(registry, "clickstream_events_dead_lettered_total", topic="clicks"),
             catalog=metric_total(registry, "clickstream_events_delivered_total", topic="items")
             + metric_total(registry, "clickstream_events_delivered_total", topic="users"),
@@ -292,42 +294,23 @@ class DevRun:
         )
 
     def _audit(self, worker: Worker, lp: LocalPersonalize) -> None:
-        registry = worker.metrics.registry
         self.result.stored_ids = {e["eventId"] for e in lp.events(self.provisioned.tracking_id)}
-        self.result.delivered = metric_total(registry, "clickstream_events_delivered_total", topic="clicks")
-        self.result.dead_lettered = {
-            stage: metric_total(registry, "clickstream_events_dead_lettered_total", topic="clicks", stage=stage)
-            for stage in ("mapping", "validation", "delivery")
-        }
+        self.result.dead_lettered = self._dead_lettered(worker)
         stats = lp.stats()
-        self.result.duplicates = int(stats.get("duplicate_events", 0))
         self.result.same_content = int(stats.get("same_content_events", 0))
+        self.result.redeliveries = int(stats.get("duplicate_events", 0)) - self.result.same_content
 
     def _summary(self, snap: Snapshot, worker_code: int) -> None:
-        r = self.result
-        report = r.report
-        produced = report.produced if report else 0
-        good = report.good if report else 0
-        stored_good = good - len(r.missing_ids)
         lines = [
             "",
             "summary",
-            f"  produced            {produced:>10,}  ({good:,} valid, {report.bad if report else 0:,} malformed)",
-            f"  delivered           {stored_good:>10,}  stored in the local Personalize, exactly once by eventId",
-            f"  dead-lettered       {int(r.dead_letter_total):>10,}  "
-            + ", ".join(f"{k} {int(v):,}" for k, v in r.dead_lettered.items() if v),
-            f"  duplicates dropped  {r.duplicates:>10,}  (redelivered eventIds, and {r.same_content:,} identical "
-            "events in the same millisecond, kept once like Personalize does)",
-            f"  catalog updates     {int(snap.catalog):>10,}  items + users",
-            f"  events per call     {snap.fill:>10.2f}",
-            f"  lost                {r.lost:>10,}",
-            f"  worker exit code    {worker_code:>10}",
+            *self.result.lines(),
+            f"  catalog updates       {int(snap.catalog):>10,}  items + users",
+            f"  events per call       {snap.fill:>10.2f}",
+            f"  worker exit code      {worker_code:>10}",
         ]
-        verdict = "OK: produced = delivered + dead-lettered, nothing lost" if r.ok else "FAILED: events were lost"
-        lines.append(f"  {verdict}")
         self.out.write("\n".join(lines) + "\n")
         self.out.flush()
-
 
     def _training_summary(self) -> None:
         state = self.state

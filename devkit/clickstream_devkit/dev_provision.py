@@ -102,11 +102,10 @@ def provision(client: Any, run: str) -> Provisioned:
 
 
 def scheduler_section(p: Provisioned, endpoint_url: str, *, retrain_every_s: float, tick_s: float,
-                      lease: dict[str, int]) -> dict[str, Any]:  # fmt: skip
-    """The ``scheduler:`` section for a fast dev cadence (FULL every `retrain_every_s`).
-
-    No data-volume rule: `dev` starts the scheduler only once enough interactions are
-    stored for a first training instead (the rule's offset counter is not usable here).
+                      lease: dict[str, int], min_new_interactions: int) -> dict[str, Any]:  # fmt: skip
+    """The ``scheduler:`` section for a fast dev cadence: FULL every `retrain_every_s`, and only
+    once `min_new_interactions` were stored since the last training (``data_volume.required``;
+    `dev` gives the scheduler a counter of stored interactions, dev_account.StoredVolume).
     """
     return {
         "enabled": True,
@@ -122,6 +121,7 @@ def scheduler_section(p: Provisioned, endpoint_url: str, *, retrain_every_s: flo
                 "solution_arn": arn,
                 "campaigns": [{"arn": p.campaigns[label]}],
                 "full": {"interval_s": retrain_every_s},
+                "data_volume": {"min_new_interactions": min_new_interactions, "trigger": False, "required": True},
                 "min_interval_s": min(10.0, retrain_every_s),
                 "max_trainings_per_day": 1000,
                 "stop_training_after_s": 600,
@@ -159,23 +159,6 @@ class ControlState:
     @property
     def active_count(self) -> int:
         return sum(len(self.active(label)) for label in self.versions)
-
-    @property
-    def any_served(self) -> bool:
-        return any(self.serving.values())
-
-    @property
-    def settled(self) -> bool:
-        """Something is served, nothing trains, and each campaign serves its newest ACTIVE version."""
-        if not self.any_served:
-            return False
-        for label, versions in self.versions.items():
-            if any(v.status in IN_FLIGHT for v in versions):
-                return False
-            active = self.active(label)
-            if active and self.serving.get(label) != active[0].arn:
-                return False
-        return True
 
 
 def _serving(client: Any, arn: str) -> tuple[str | None, str]:

@@ -39,7 +39,8 @@ def control_lines(state: ControlState | None) -> list[str]:
 class Snapshot:
     elapsed_s: float
     produced: int
-    delivered: float
+    stored: int  # unique valid events in the local Personalize (the summary's "stored")
+    same_content: int
     dead_lettered: float
     catalog: float
     inflight: float
@@ -67,6 +68,9 @@ class ProgressView:
         self._drawn_lines = 0
         self._printed_extra: list[str] = []
         self.extra_lines: list[str] = []
+        #: What the run waits for (or that it is done); one line under the counters.
+        self.status = ""
+        self._printed_status = ""
 
     def _rate(self, now: Snapshot, attr: str) -> float:
         before = self._previous
@@ -80,11 +84,13 @@ class ProgressView:
             f"clickstream-worker dev  ·  {snap.elapsed_s:6.1f}s  ·  {self._header}",
             f"  produced      {snap.produced:>10,}  {self._rate(snap, 'produced'):>8,.0f}/s   ({pct:5.1f}% of "
             f"{self._expected:,})",
-            f"  delivered     {int(snap.delivered):>10,}  {self._rate(snap, 'delivered'):>8,.0f}/s",
+            f"  stored        {snap.stored:>10,}  {self._rate(snap, 'stored'):>8,.0f}/s   "
+            f"(+ {snap.same_content:,} same-content dups)",
             f"  dead-lettered {int(snap.dead_lettered):>10,}  {self._rate(snap, 'dead_lettered'):>8,.0f}/s",
             f"  in flight     {int(snap.inflight):>10,}   batch fill {snap.fill:4.1f} events/call   "
             f"throttled {int(snap.throttled):,}   catalog updates {int(snap.catalog):,}",
             *self.extra_lines,
+            f"  {self.status}",
         ]
 
     def render(self, snap: Snapshot, *, final: bool = False) -> None:
@@ -97,9 +103,13 @@ class ProgressView:
         elif final or snap.elapsed_s - self._last_plain >= self._plain_every_s:
             self._last_plain = snap.elapsed_s
             self._out.write(
-                f"progress t={snap.elapsed_s:.1f}s produced={snap.produced} delivered={int(snap.delivered)} "
+                f"progress t={snap.elapsed_s:.1f}s produced={snap.produced} stored={snap.stored} "
                 f"dead_lettered={int(snap.dead_lettered)} inflight={int(snap.inflight)} fill={snap.fill:.2f}\n"
             )
+            if self.status and self.status != self._printed_status:
+                # Plain mode: the status at the progress cadence, only when it changed.
+                self._printed_status = self.status
+                self._out.write(f"progress {self.status}\n")
         if not self._interactive and self.extra_lines != self._printed_extra:
             # Plain mode: control-plane lines only when they change (a log, not a scroll of repeats).
             self._printed_extra = list(self.extra_lines)

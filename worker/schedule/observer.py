@@ -16,6 +16,7 @@ makes the calls of one tick:
 
 `VolumeCounter` counts records appended to the input topics since a point in time:
 ``offsets_for_times`` gives the first offset at or after it, ``end_offsets`` the end.
+Anything with its two methods (`InteractionCounter`) can stand in for it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
@@ -227,6 +228,14 @@ class PersonalizeObserver:
         except (ClientError, BotoCoreError) as exc:
             raise ObserveError(f"cannot list import jobs of {dataset_arn}: {error_code(exc)}") from exc
         return tuple(sorted(jobs, key=lambda j: (j.created_at, j.arn)))
+
+
+class InteractionCounter(Protocol):
+    """What the data-volume rule reads: new interactions since a time (None when unknown)."""
+
+    def count_since(self, topics: Iterable[str], since: float | None) -> int | None: ...
+
+    def close(self) -> None: ...
 
 
 class VolumeCounter:

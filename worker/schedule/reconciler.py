@@ -33,7 +33,7 @@ from worker.schedule.executor import ActResult, act
 from worker.schedule.findings import check_conflicts
 from worker.schedule.lifecycle import LifecyclePublisher, SchedulerMetrics
 from worker.schedule.memory_store import MemoryStore, SolutionState
-from worker.schedule.observer import ObserveError, PersonalizeObserver, VolumeCounter
+from worker.schedule.observer import InteractionCounter, ObserveError, PersonalizeObserver
 from worker.schedule.policy import decide
 from worker.schedule.state import ACTIVE, CREATE_FAILED, CREATE_STOPPED, Observation
 from worker.schedule.triggers import starts_in_window
@@ -71,7 +71,7 @@ class Reconciler:
         store: MemoryStore,
         publisher: LifecyclePublisher,
         metrics: SchedulerMetrics,
-        volume: VolumeCounter | None = None,
+        volume: InteractionCounter | None = None,
         input_topics: Sequence[str] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:

@@ -31,7 +31,7 @@ from worker.kafka_admin import ensure_topics
 from worker.schedule.lease import LeaderLease, ensure_control_topic
 from worker.schedule.lifecycle import LifecyclePublisher, SchedulerMetrics
 from worker.schedule.memory_store import KafkaMemoryStore
-from worker.schedule.observer import VolumeCounter
+from worker.schedule.observer import InteractionCounter, VolumeCounter
 from worker.schedule.reconciler import Reconciler, TickReport
 
 log = structlog.get_logger(__name__)
@@ -72,6 +72,7 @@ class Scheduler:
         client: Any = None,
         lease_overrides: Mapping[str, int] | None = None,
         allow_insecure_http: bool = False,
+        volume: InteractionCounter | None = None,
     ) -> None:
         self.settings = settings
         self._kafka_config = kafka.client_config()
@@ -83,7 +84,9 @@ class Scheduler:
         self.publisher = LifecyclePublisher(self._producer, settings.lifecycle_topic, settings.event_source)
         self.store = KafkaMemoryStore(self._kafka_config, settings.control_topic, timeout_s=timeout)
         topics = settings.input_topics or list(default_input_topics)
-        self.volume = VolumeCounter(self._kafka_config, timeout_s=timeout)
+        self.volume: InteractionCounter = (
+            volume if volume is not None else VolumeCounter(self._kafka_config, timeout_s=timeout)
+        )
         self.reconciler = Reconciler(
             client if client is not None else personalize_client(settings, region,
                                                                  allow_insecure_http=allow_insecure_http),
