@@ -6,7 +6,6 @@ import json
 import random
 import re
 import statistics
-import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from functools import cache
@@ -334,20 +333,3 @@ def test_each_bad_kind_is_rejected_at_any_point_of_a_session(kind: Any) -> None:
         base = doc(record)
         got = decode(build(rng, base), SOURCE, START + 60)
         assert isinstance(got, Rejection) and (got.stage.value, got.rule) == (kind.stage, kind.rule), got
-
-
-# -- speed -------------------------------------------------------------------------------
-
-
-def test_generation_is_fast_enough_never_to_limit_a_benchmark(capsys: pytest.CaptureFixture[str]) -> None:
-    count = 100_000
-    rates = {}
-    for fraction in (0.0, 0.05):
-        gen = make(bad_fraction=fraction)
-        began = time.perf_counter()
-        for _ in gen.events(count):
-            pass
-        rates[fraction] = count / (time.perf_counter() - began)
-    with capsys.disabled():
-        print(f"\ngenerator throughput: {rates[0.0]:,.0f} events/s clean, {rates[0.05]:,.0f} events/s with 5 % bad")
-    assert min(rates.values()) > 50_000

@@ -1,7 +1,8 @@
 """Fixtures of the fault-injection suite and its end-of-session audit table.
 
-The table is printed by `pytest_terminal_summary` and written as JSON to ``$FAULTS_REPORT``
-(default ``bench/results/faults.json``), one row per scenario that reached its audit.
+The audit is written as JSON to ``$FAULTS_REPORT`` (default ``build/test-results/faults.json``)
+and as a Markdown table beside it (``.md``), one row per scenario that reached its audit;
+pytest's output gets one line saying how many scenarios lost anything and where the table is.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from tests.faults.stack import TRACKING_ID, FaultStack
 from tests.helpers import REPO_ROOT
 
 REPORT_ENV = "FAULTS_REPORT"
-DEFAULT_REPORT = REPO_ROOT / "bench" / "results" / "faults.json"
+DEFAULT_REPORT = REPO_ROOT / "build" / "test-results" / "faults.json"
 _REPORT_KEY = pytest.StashKey[FaultReport]()
 
 
@@ -63,6 +64,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if report is None or not report.rows:
         return
     path = report.write(Path(os.environ.get(REPORT_ENV) or DEFAULT_REPORT))
-    terminalreporter.write_sep("=", "fault-injection audit")
-    terminalreporter.write_line(report.markdown())
-    terminalreporter.write_line(f"(written to {path})")
+    table = path.with_suffix(".md")
+    table.write_text(report.markdown() + "\n", encoding="utf-8")
+    failed = sum(not row.ok for row in report.rows)
+    terminalreporter.write_line(
+        f"fault-injection audit: {len(report.rows)} scenarios, {failed} failed, "
+        f"{sum(row.lost for row in report.rows)} events lost (table: {table})"
+    )

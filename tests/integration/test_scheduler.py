@@ -54,6 +54,7 @@ pytestmark = pytest.mark.integration
 
 NDCG10 = "normalized_discounted_cumulative_gain_at_10"
 LEASE = dict(TANSU_CONSUMER_SETTINGS)
+RESULTS = REPO_ROOT / "build" / "test-results"
 Start = Callable[..., LocalPersonalize]
 
 
@@ -130,7 +131,7 @@ def service(lab: Lab, broker: EmbeddedBroker, section: dict[str, Any]) -> Schedu
 
 
 def test_full_cycle_train_gate_promote_and_serve_the_new_version(
-    local_personalize: Start, broker: EmbeddedBroker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    local_personalize: Start, broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
     lab = make_lab(local_personalize)
     solution = lab.solution("aws-popularity-count")
@@ -177,8 +178,8 @@ def test_full_cycle_train_gate_promote_and_serve_the_new_version(
     out = io.StringIO()
     assert main_status(parser.parse_args(["--config", str(config)]), out=out) == 0
     text = out.getvalue()
-    with capsys.disabled():
-        print("\n--- clickstream-worker status ---\n" + text)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "scheduler_status.txt").write_text(text)  # what `status` showed, for a reader; not stdout
     v2_name = v2.rsplit("/", 1)[-1]
     assert f"{v2_name}  ACTIVE" in text and "serving in shop-live" in text
     assert "shop-live" in text and "CAMPAIGN" in text and "NDCG@10" in text
