@@ -18,7 +18,7 @@ How each kind of command runs:
   and the worker with the compose arguments and mounted ``worker.yaml``, then the generator,
   until the worker delivered every good generated event;
 * ``make dev`` / ``make test`` are checked through ``make -n`` (``make test`` would recurse
-  into this suite); ``clickstream-worker dev`` itself runs for real in tests/integration/test_dev.py.
+  into this suite); ``clickstream-worker dev`` itself runs for real in tests/devkit/test_dev.py.
 
 Documented values that cannot work here are substituted explicitly, per command: README
 placeholders (``B``, ``T``, ``N``, ``worker.yaml`` ...) by real values, paths inside the images
@@ -408,7 +408,7 @@ def test_readme_make_test() -> None:
 @covers("README.md | shell code block | make dev")
 def test_readme_make_dev(tmp_path: Path) -> None:
     """The recipe is `clickstream-worker dev` (as the README says); it answers --help here and runs
-    for real in tests/integration/test_dev.py (minutes, so not again here)."""
+    for real in tests/devkit/test_dev.py (minutes, so not again here)."""
     recipe = make_recipe(documented("README.md | shell code block | make dev").argv[1])
     assert_programs_exist(recipe)
     dev_line = recipe[-1]
@@ -420,9 +420,9 @@ def test_readme_make_dev(tmp_path: Path) -> None:
 @covers("README.md | Commands table | clickstream-worker dev")
 def test_readme_dev_runs_for_real_in_test_dev() -> None:
     """Its forms parse and answer --help in `test_cli_command_answers_help`; the whole loop runs
-    in tests/integration/test_dev.py, which must keep running it through the CLI."""
+    in tests/devkit/test_dev.py, which must keep running it through the CLI."""
     command = documented("README.md | Commands table | clickstream-worker dev")
-    source = (ROOT / "tests" / "integration" / "test_dev.py").read_text(encoding="utf-8")
+    source = (ROOT / "tests" / "devkit" / "test_dev.py").read_text(encoding="utf-8")
     assert re.search(r'"-m", "worker\.cli", "dev", "--events"', source), "test_dev.py no longer runs `dev`"
     assert "--events" in command.text and "--duration" in command.text
 
