@@ -32,6 +32,7 @@ from kafka.errors import KafkaError
 
 from worker.archive.sink import ArchiveSink
 from worker.config import WorkerSettings, check_endpoint_security
+from worker.decoding.wiring import Registries
 from worker.ingest.consumer import ConsumerThread
 from worker.ingest.deadletter import DeadLetterWriter
 from worker.ingest.feedback import ConsumerFeedback, LoopSink
@@ -59,18 +60,20 @@ def build_routes(settings: WorkerSettings) -> dict[str, TopicRoute]:
         max_future_seconds=settings.validation.max_future_seconds,
     )
     routes: dict[str, TopicRoute] = {}
+    registries = Registries()  # topics naming the same schema registry share its client and cache
     for topic in settings.topics:
         schema = load_schema(topic.schema_path)
-        decoder = EventDecoder(
-            topic.dataset_type, topic.effective_mapping, schema, limits,
-            max_record_bytes=settings.validation.max_record_bytes,
-        )
         target = Target(
             topic=topic.name,
             dataset_type=topic.dataset_type,
             scope=topic.rate_scope,
             tracking_id=topic.tracking_id,
             dataset_arn=topic.dataset_arn,
+        )
+        decoder = EventDecoder(
+            topic.dataset_type, topic.effective_mapping, schema, limits,
+            max_record_bytes=settings.validation.max_record_bytes,
+            payload=registries.payload(topic, target),
         )
         routes[topic.name] = TopicRoute(target=target, decoder=decoder, dlq_topic=topic.dead_letter_topic,
                                         schema=schema)

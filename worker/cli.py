@@ -2,7 +2,7 @@
 
 Subcommands:
   run                 the worker (consumer group member) until SIGTERM/SIGINT
-  validate FILE|-     offline: apply the same mapping and validation to JSON lines
+  validate FILE|-     offline: apply the same mapping and validation to JSON lines (--preset NAME)
   dlq replay          re-publish dead-lettered records to their source topic
   schedule            only the retraining scheduler; retrain / status: its tools
   config example      print a complete commented configuration
@@ -49,6 +49,10 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("--topic", help="use this configured topic's mapping and schema")
     validate.add_argument("--dataset-type", choices=[t.value for t in DatasetType], default=None,
                           help="without a config: the default mapping and shipped schema for this type")
+    validate.add_argument("--preset", choices=["segment", "rudderstack", "snowplow", "amplitude", "ga4",
+                                               "personalize-connector"],
+                          help="read the lines with this mapping preset (instead of the topic's mapping); "
+                          "snowplow also reads enriched-event TSV lines")
     validate.add_argument("--redact", action="store_true",
                           help="hash user/session IDs and omit excerpts of unparseable lines in the report "
                           "(salt: observability.redaction_salt)")
@@ -133,7 +137,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from worker.config.mapping import default_mapping
+    import pydantic
+
+    from worker.config.mapping import default_mapping, parse_mapping
     from worker.mapping import EventDecoder
     from worker.schemas import load_schema
     from worker.validate_cmd import open_input, run_validate
@@ -156,19 +162,30 @@ def _cmd_validate(args: argparse.Namespace) -> int:
                 max_past_seconds=settings.validation.max_past_days * 86_400,
                 max_future_seconds=settings.validation.max_future_seconds,
             )
-            decoder = EventDecoder(topic.dataset_type, topic.effective_mapping, load_schema(topic.schema_path),
+            mapping = (parse_mapping(topic.dataset_type, {"preset": args.preset}) if args.preset
+                       else topic.effective_mapping)
+            if topic.format != "json":
+                print(f"clickstream-worker: note: topic {topic.name} has format {topic.format}; validate reads "
+                      "each line as the decoded record (JSON), not as registry-framed bytes", file=sys.stderr)
+            decoder = EventDecoder(topic.dataset_type, mapping, load_schema(topic.schema_path),
                                    limits, max_record_bytes=settings.validation.max_record_bytes)
             name = topic.name
         else:
             from worker.config import DEFAULT_SCHEMA_DIR
 
             dataset_type = DatasetType(args.dataset_type or "interactions")
-            decoder = EventDecoder(dataset_type, default_mapping(dataset_type),
+            mapping = (parse_mapping(dataset_type, {"preset": args.preset}) if args.preset
+                       else default_mapping(dataset_type))
+            decoder = EventDecoder(dataset_type, mapping,
                                    load_schema(DEFAULT_SCHEMA_DIR / f"{dataset_type.value}.json"),
                                    ValidationLimits())
             name = dataset_type.value
     except (SchemaError, MappingConfigError) as exc:
         print(f"clickstream-worker: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except pydantic.ValidationError:
+        print(f"clickstream-worker: --preset {args.preset} has no mapping for this topic's dataset type (items and "
+              "users topics: segment, rudderstack, personalize-connector)", file=sys.stderr)
         return EXIT_CONFIG
     salt: str | None = None
     if args.redact:

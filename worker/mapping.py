@@ -49,10 +49,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker.config.mapping import InteractionsMapping, ItemsMapping, TimestampUnit, UsersMapping
+from worker.decoding.outcomes import AwaitSchema, DeserializationError, Fanout, ShapeError
+from worker.decoding.payload import RegistryPayload
+from worker.decoding.presets import IDENTITY_KEYS as PRESET_IDENTITY_KEYS
+from worker.decoding.shapes import SHAPES
 from worker.records import (
     CatalogUpdate,
     DatasetType,
     Decoded,
+    Header,
     Interaction,
     Rejection,
     SourceRef,
@@ -66,37 +71,23 @@ from worker.validation import (
     Rule,
     ValidationError,
     ValidationLimits,
-    render,
 )
 
 #: Raw values larger than this are rejected before JSON parsing: a memory and CPU guard
 #: (a 10 KB event limit means nothing legitimate comes close).
 DEFAULT_MAX_RECORD_BYTES = 1_000_000
 
+#: What `EventDecoder.decode` returns: one record, a rejection, several interactions from one
+#: record (GA4 items), or "wait for this schema" (registry formats).
+DecodeResult = Decoded | Fanout | AwaitSchema
+
 
 class MappingConfigError(ValueError):
     """A mapping that does not fit its schema (unknown column, wrong dataset type)."""
 
 
-class MappingError(Exception):
+class MappingError(ShapeError):
     """Nothing usable could be extracted: not JSON, not an object, missing or wrong-typed path."""
-
-    def __init__(self, rule: str, field: str | None, message: str, value: object = None) -> None:
-        super().__init__(message)
-        self.rule = rule
-        self.field = field
-        self.message = message
-        self.value = value
-
-    def rejection(self) -> Rejection:
-        return Rejection(
-            stage=Stage.MAPPING,
-            rule=self.rule,
-            message=self.message,
-            field=self.field,
-            value=None if self.value is None else render(self.value),
-            exception_class="worker.mapping.MappingError",
-        )
 
 
 Path = tuple[str, ...]
@@ -139,7 +130,7 @@ def as_id(field: str, raw: Any) -> str:
 
 def to_epoch_seconds(field: str, raw: Any, unit: TimestampUnit) -> float:
     """Convert a source time to epoch seconds; naive ISO-8601 times are taken as UTC."""
-    if unit == "iso8601" or (unit == "iso8601_or_seconds" and isinstance(raw, str)):
+    if unit == "iso8601" or (unit.startswith("iso8601_or_") and isinstance(raw, str)):
         if not isinstance(raw, str):
             raise MappingError(
                 Rule.WRONG_TYPE.value, field, f"expected an ISO-8601 string (timestamp unit {unit})", raw
@@ -156,7 +147,9 @@ def to_epoch_seconds(field: str, raw: Any, unit: TimestampUnit) -> float:
             Rule.WRONG_TYPE.value, field, f"expected a number of epoch {unit} (timestamp unit {unit})", raw
         )
     try:
-        return raw / 1000 if unit == "milliseconds" else float(raw)
+        if unit in ("milliseconds", "iso8601_or_milliseconds"):
+            return raw / 1000
+        return raw / 1_000_000 if unit == "microseconds" else float(raw)
     except OverflowError:
         raise ValidationError(Rule.OUT_OF_RANGE, field, "timestamp is too large", raw) from None
 
@@ -217,7 +210,9 @@ class EventDecoder:
         limits: ValidationLimits,
         *,
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+        payload: RegistryPayload | None = None,
     ) -> None:
+        """`payload`: how a schema-registry topic's bytes are read (None: JSON, or the preset's text form)."""
         if max_record_bytes < 1:
             raise MappingConfigError(f"max_record_bytes must be positive, not {max_record_bytes}")
         self.max_record_bytes = max_record_bytes
@@ -227,6 +222,12 @@ class EventDecoder:
             raise MappingConfigError(f"mapping is for {spec.kind}, topic feeds {dataset_type.value}")
         self.dataset_type = dataset_type
         self.limits = limits
+        self.payload = payload
+        shape = SHAPES[spec.preset]
+        if shape.explode is not None and dataset_type is not DatasetType.INTERACTIONS:
+            raise MappingConfigError(f"preset {spec.preset} yields interactions; this topic feeds {dataset_type.value}")
+        self._text, self._normalize, self._explode = shape.text, shape.normalize, shape.explode
+        self._identity_keys = compile_paths(PRESET_IDENTITY_KEYS[spec.preset])
         if isinstance(spec, InteractionsMapping):
             self._init_interactions(spec, schema)
         else:
@@ -243,7 +244,7 @@ class EventDecoder:
         self.allowed = frozenset(spec.allowed_event_types)
         self.renames = dict(spec.event_type_renames)
         self.columns = _column_paths(spec, [f.name for f in schema.custom], spec.field_prefix)
-        self.identity_paths: tuple[Path, ...] = (*self.p_user, *self.p_session, *compile_paths(IDENTITY_KEYS))
+        self.identity_paths: tuple[Path, ...] = (*self.p_user, *self.p_session, *self._identity_keys)
 
     def _init_catalog(self, spec: ItemsMapping | UsersMapping, schema: DatasetSchema) -> None:
         self.catalog = CatalogValidator(schema, self.limits)
@@ -251,7 +252,7 @@ class EventDecoder:
         self.id_key = schema.property_key(id_field)
         self.p_id = compile_paths(spec.item_id if isinstance(spec, ItemsMapping) else spec.user_id)
         # Item IDs are not personal data; a users record's ID is.
-        self.identity_paths = () if isinstance(spec, ItemsMapping) else (*self.p_id, *compile_paths(IDENTITY_KEYS))
+        self.identity_paths = () if isinstance(spec, ItemsMapping) else (*self.p_id, *self._identity_keys)
         names = [f.name for f in schema.fields if f.name != id_field]
         self.columns = _column_paths(spec, names, spec.field_prefix)
         units: dict[str, TimestampUnit] = {
@@ -272,20 +273,29 @@ class EventDecoder:
         *,
         key: bytes | None = None,
         timestamp_ms: int | None = None,
-    ) -> Decoded:
+        headers: Sequence[Header] = (),
+    ) -> DecodeResult:
         """Map and validate one record value; every failure is returned as a Rejection.
 
         `key` and `timestamp_ms` are the Kafka record's: with `source` and the value they
         derive the eventId of an event that carries none (`derived_event_id`). A rejection
         of a record that parsed carries the identities found in it, so logs can scrub them.
+        `headers` matter for registry formats (a schema ID may travel in a header). A record
+        whose schema is not cached yet returns `AwaitSchema`; a GA4 row with several items
+        returns a `Fanout`.
         """
         obj: dict[str, Any] | None = None
         try:
-            obj = self._parse(value)
+            loaded = self._load(value, headers)
+            if isinstance(loaded, AwaitSchema):
+                return loaded
+            obj = loaded if self._normalize is None else self._normalize(loaded)
             if self.dataset_type is DatasetType.INTERACTIONS:
+                if self._explode is not None:
+                    return self._exploded(obj, source, now, key=key, timestamp_ms=timestamp_ms, value=value)
                 return self._interaction(obj, source, now, key=key, timestamp_ms=timestamp_ms, value=value)
             return self._catalog(obj, now)
-        except (MappingError, ValidationError) as exc:
+        except (ShapeError, ValidationError, DeserializationError) as exc:
             rejection = exc.rejection()
         except Exception as exc:  # noqa: BLE001 - "never raise": one odd record must not stop a partition
             rejection = Rejection(
@@ -305,6 +315,22 @@ class EventDecoder:
             _string_leaves(value, found)
         return tuple(dict.fromkeys(found))
 
+    def _load(self, value: bytes | None, headers: Sequence[Header]) -> dict[str, Any] | AwaitSchema:
+        """The record as an object: JSON (or the preset's text form), or read through the registry."""
+        payload = self.payload
+        if payload is None:
+            return self._parse(value)
+        if value is None:
+            raise MappingError("tombstone", None, "record value is null (a tombstone)")
+        if len(value) > self.max_record_bytes:
+            raise MappingError("too_large", None,
+                               f"value is {len(value)} bytes, at most {self.max_record_bytes} are parsed")
+        loaded = payload.load(value, headers)
+        if isinstance(loaded, AwaitSchema) or type(loaded) is dict:
+            return loaded
+        raise DeserializationError("not_object", f"the decoded value is a {type(loaded).__name__}; a record "
+                                   "(Avro record, Protobuf message, JSON object) is needed", field="value")
+
     def _parse(self, value: bytes | None) -> dict[str, Any]:
         if value is None:
             raise MappingError("tombstone", None, "record value is null (a tombstone)")
@@ -317,6 +343,8 @@ class EventDecoder:
             text = value.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise MappingError("not_utf8", None, f"value is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+        if self._text is not None and not text.lstrip().startswith("{"):
+            return self._text(text.rstrip("\r\n"))
         try:
             obj = json.loads(text)
         except (ValueError, RecursionError) as exc:
@@ -329,6 +357,33 @@ class EventDecoder:
         raw = extract(obj, paths)
         return None if raw is None else as_id(field, raw)
 
+    def _exploded(
+        self,
+        obj: dict[str, Any],
+        source: SourceRef,
+        now: float,
+        *,
+        key: bytes | None,
+        timestamp_ms: int | None,
+        value: bytes | None,
+    ) -> Interaction | Fanout:
+        """One interaction per exploded row; row k's eventId is `<the record's eventId>-<k>`.
+
+        The record's eventId is its own (the configured `event_id` paths) or the derived one,
+        so every redelivery gives each row the same ID and no two rows share one. Any row
+        that fails rejects the whole record: it is dead-lettered as the unit it arrived as.
+        """
+        rows, exploded = self._explode(obj) if self._explode is not None else ([obj], False)
+        if not exploded:
+            return self._interaction(rows[0], source, now, key=key, timestamp_ms=timestamp_ms, value=value)
+        base = self._opt_id("eventId", obj, self.p_event_id) or derived_event_id(source, timestamp_ms, key, value)
+        built = [
+            self._interaction(row, source, now, key=key, timestamp_ms=timestamp_ms, value=value,
+                              event_id=f"{base}-{index}")
+            for index, row in enumerate(rows)
+        ]
+        return built[0] if len(built) == 1 else Fanout(tuple(built))
+
     def _interaction(
         self,
         obj: dict[str, Any],
@@ -338,6 +393,7 @@ class EventDecoder:
         key: bytes | None,
         timestamp_ms: int | None,
         value: bytes | None,
+        event_id: str | None = None,
     ) -> Interaction:
         raw_type = extract(obj, self.p_type)
         if raw_type is None:
@@ -362,7 +418,9 @@ class EventDecoder:
                     "no sessionId (PutEvents requires one); set session_id_fallback_to_user_id to use the userId",
                 )
             session_id = user_id
-        event_id = self._opt_id("eventId", obj, self.p_event_id) or derived_event_id(source, timestamp_ms, key, value)
+        if event_id is None:
+            event_id = self._opt_id("eventId", obj, self.p_event_id) or derived_event_id(
+                source, timestamp_ms, key, value)
         return self.validator.build(
             event_id=event_id,
             event_type=event_type,
@@ -414,8 +472,9 @@ class EventDecoder:
         return self.catalog.build(entity_id, values, now)
 
 
-#: Identity fields of the common event shapes, scrubbed from logs even when not mapped.
-IDENTITY_KEYS = ("userId", "anonymousId", "sessionId", "context.sessionId")
+#: Identity fields of Segment-shaped events, scrubbed from logs even when not mapped (other
+#: presets: `worker.decoding.presets.IDENTITY_KEYS`).
+IDENTITY_KEYS = PRESET_IDENTITY_KEYS["segment"]
 _MAX_LEAVES = 64
 
 

@@ -26,6 +26,7 @@ class DatasetType(StrEnum):
 class Stage(StrEnum):
     """Where a record was rejected; written to the `__connect.errors.stage` header."""
 
+    DESERIALIZATION = "deserialization"  # bytes that cannot be decoded (schema-registry formats)
     MAPPING = "mapping"
     VALIDATION = "validation"
     DELIVERY = "delivery"

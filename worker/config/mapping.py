@@ -18,11 +18,16 @@ from pydantic import (
     Field,
     Tag,
     field_validator,
+    model_validator,
 )
 
+from worker.decoding import presets
+from worker.decoding.presets import InteractionsPreset, ItemsPreset, UsersPreset
 from worker.records import DatasetType
 
-TimestampUnit = Literal["iso8601", "seconds", "milliseconds", "iso8601_or_seconds"]
+TimestampUnit = Literal[
+    "iso8601", "seconds", "milliseconds", "microseconds", "iso8601_or_seconds", "iso8601_or_milliseconds"
+]
 
 def _as_path_list(value: object) -> object:
     """Let a single path be written as a plain string in YAML."""
@@ -38,6 +43,15 @@ Paths = Annotated[tuple[str, ...], BeforeValidator(_as_path_list), AfterValidato
 """A list of dot paths tried in order; the first one holding a non-null value wins."""
 
 _EVENT_TYPE = Annotated[str, Field(min_length=1, max_length=256)]
+
+def _with_preset(table: dict[str, dict[str, Any]], data: Any) -> Any:
+    """Fill the fields a mapping block leaves out from its preset's table (explicit fields win)."""
+    if isinstance(data, dict):
+        defaults = table.get(str(data.get("preset", "segment")))
+        if defaults:
+            return {**defaults, **data}
+    return data
+
 
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -67,6 +81,13 @@ class InteractionsMapping(_Spec):
     """How one topic's JSON events become PutEvents events. Defaults read Segment `track`."""
 
     kind: Literal["interactions"] = Field(default="interactions", description="The dataset type this maps to.")
+    preset: InteractionsPreset = Field(
+        default="segment",
+        description="The event shape the other fields default to: segment (track), rudderstack, snowplow "
+        "(enriched TSV or its JSON form), amplitude (HTTP API v2 events), ga4 (BigQuery export rows; one "
+        "interaction per item), personalize-connector (aws/personalize-kafka-connector records). Any field "
+        "set next to it overrides the preset's.",
+    )
     event_id: Paths = Field(
         default=("messageId",),
         description="The source's own event ID (makes redelivery effectively-once across topics). "
@@ -98,8 +119,9 @@ class InteractionsMapping(_Spec):
     timestamp: Paths = Field(default=("timestamp",), min_length=1, description="Required; becomes sentAt.")
     timestamp_unit: TimestampUnit = Field(
         default="iso8601",
-        description="How `timestamp` is written: iso8601 strings, or epoch seconds / milliseconds "
-        "numbers (iso8601_or_seconds: strings as ISO-8601, numbers as seconds). Explicit on purpose: "
+        description="How `timestamp` is written: iso8601 strings, or epoch seconds / milliseconds / "
+        "microseconds numbers (iso8601_or_seconds, iso8601_or_milliseconds: strings as ISO-8601, numbers in "
+        "that unit). Explicit on purpose: "
         "guessing seconds vs milliseconds from magnitude is how year-50000 events happen. ISO-8601 "
         "times without an offset are taken as UTC.",
     )
@@ -114,6 +136,11 @@ class InteractionsMapping(_Spec):
         description="Becomes metricAttribution.eventAttributionSource.",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_defaults(cls, data: Any) -> Any:
+        return _with_preset(presets.INTERACTIONS, data)
+
 class _CatalogSpec(_Spec):
     timestamp_units: dict[str, TimestampUnit] = Field(
         default_factory=dict,
@@ -125,16 +152,28 @@ class ItemsMapping(_CatalogSpec):
     """How one topic's JSON item records become PutItems items."""
 
     kind: Literal["items"] = Field(default="items", description="The dataset type this maps to.")
+    preset: ItemsPreset = Field(default="segment", description="The record shape the other fields default to.")
     item_id: Paths = Field(
         default=("itemId", "properties.itemId", "properties.productId"), min_length=1, description="Required."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_defaults(cls, data: Any) -> Any:
+        return _with_preset(presets.ITEMS, data)
 
 class UsersMapping(_CatalogSpec):
     """How one topic's JSON user records become PutUsers users. Defaults read Segment `identify`."""
 
     kind: Literal["users"] = Field(default="users", description="The dataset type this maps to.")
+    preset: UsersPreset = Field(default="segment", description="The record shape the other fields default to.")
     user_id: Paths = Field(default=("userId",), min_length=1, description="Required.")
     field_prefix: str = Field(default="traits", min_length=1, description="Where unlisted columns are read.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_defaults(cls, data: Any) -> Any:
+        return _with_preset(presets.USERS, data)
 
 def _spec_kind(value: Any) -> str | None:
     kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 import sys
+import urllib.parse
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     Field,
+    SecretStr,
+    ValidationError,
     model_validator,
 )
 
@@ -29,6 +32,69 @@ DEFAULT_SCHEMA_DIR = _default_schema_dir()
 
 _ARN_GROUP = re.compile(r"^arn:[a-z\d-]+:personalize:[^:]*:[^:]*:dataset/([^/]+)/")
 
+RecordFormat = Literal["json", "confluent", "glue"]
+
+
+class ConfluentRegistrySettings(_Section):
+    """A Confluent-compatible Schema Registry (Confluent Platform or Cloud, Karapace, Redpanda, ...)."""
+
+    url: str = Field(description="Registry base URL, e.g. https://schema-registry:8081 (schemas: GET /schemas/ids/N).")
+    username: str | None = Field(None, description="Basic auth user (Confluent Cloud: the API key).")
+    password: SecretStr | None = Field(None, description="Basic auth password (Confluent Cloud: the API secret).")
+    password_env: str | None = Field(
+        None, description="Name of an environment variable holding the password (e.g. from a Kubernetes Secret)."
+    )
+    ca_file: Path | None = Field(None, description="CA bundle for the registry's TLS certificate.")
+    cert_file: Path | None = Field(None, description="Client certificate (mutual TLS).")
+    key_file: Path | None = Field(None, description="Client certificate key (mutual TLS).")
+    check_hostname: bool = Field(True, description="Verify the registry certificate's host name.")
+    timeout_s: float = Field(10.0, gt=0, description="Per request.")
+    retry_max_s: float = Field(
+        30.0, gt=0, description="Longest wait between retries while the registry is unreachable or answers 5xx."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> ConfluentRegistrySettings:
+        parts = urllib.parse.urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"registry.url {self.url!r} is not an http(s) URL: write e.g. https://schema-registry:8081")
+        if parts.username or parts.password:
+            raise ValueError("registry.url carries credentials: move them to registry.username and registry.password")
+        if self.password is not None and self.password_env:
+            raise ValueError("set registry.password or registry.password_env, not both")
+        if (self.password is not None or self.password_env) and not self.username:
+            raise ValueError("registry has a password but no username: set registry.username")
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ValueError("mutual TLS needs both registry.cert_file and registry.key_file")
+        if self.username and parts.scheme == "http" and parts.hostname not in ("localhost", "127.0.0.1", "::1"):
+            raise ValueError(f"registry.url {self.url} is plain http to another machine: the basic-auth credentials "
+                             "would cross the network unencrypted; use https")
+        return self
+
+
+class GlueRegistrySettings(_Section):
+    """The AWS Glue Schema Registry (schemas by version UUID with glue:GetSchemaVersion)."""
+
+    region: str | None = Field(None, description="Default: AWS_REGION / AWS_DEFAULT_REGION.")
+    endpoint_url: str | None = Field(None, description="Override (AWS_ENDPOINT_URL_GLUE works too).")
+    timeout_s: float = Field(10.0, gt=0, description="Per request.")
+    retry_max_s: float = Field(
+        30.0, gt=0, description="Longest wait between retries while Glue is unreachable or failing."
+    )
+
+
+def _registry(model: type[_Section], data: dict[str, Any], topic: str, fmt: str) -> _Section:
+    """The `registry:` block validated for the topic's format; errors name each setting (never a value)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"registry.{'.'.join(map(str, e['loc'])) or '(block)'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
+        raise ValueError(f"topic {topic!r} (format {fmt}): {problems}") from None
+
+
 class TopicSettings(_Section):
     """One input topic, bound to one Personalize dataset and one mapping."""
 
@@ -44,6 +110,36 @@ class TopicSettings(_Section):
     schema_file: Path | None = Field(None, description="Avro schema; default schemas/<dataset_type>.json.")
     mapping: MappingSpec | None = Field(None, description="Field mapping; default reads Segment events.")
     dlq_topic: str | None = Field(None, description="Dead-letter topic; default <name>.dlq.")
+    format: RecordFormat = Field(
+        "json",
+        description="How record values are encoded: json (or the mapping preset's text form), confluent "
+        "(Schema Registry framing: Avro, Protobuf or JSON Schema), glue (AWS Glue Schema Registry framing).",
+    )
+    registry: ConfluentRegistrySettings | GlueRegistrySettings | None = Field(
+        None, description="Where schemas are fetched: required for confluent (url, auth, TLS); optional for glue."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _registry_for_format(cls, data: Any) -> Any:
+        """Validate `registry:` with the model of the topic's format (each refuses the other's keys)."""
+        if not isinstance(data, dict):
+            return data
+        fmt, registry = data.get("format", "json"), data.get("registry")
+        name = data.get("name", "?")
+        if fmt == "confluent":
+            if registry is None:
+                raise ValueError(f"topic {name!r} has format confluent: set registry.url to the Schema Registry "
+                                 "URL (e.g. https://schema-registry:8081)")
+            if isinstance(registry, dict):
+                data = {**data, "registry": _registry(ConfluentRegistrySettings, registry, name, fmt)}
+        elif fmt == "glue":
+            if registry is None or isinstance(registry, dict):
+                data = {**data, "registry": _registry(GlueRegistrySettings, registry or {}, name, fmt)}
+        elif registry is not None:
+            raise ValueError(f"topic {name!r} sets registry but its format is {fmt}: set format to confluent or "
+                             "glue, or remove registry")
+        return data
 
     @model_validator(mode="before")
     @classmethod

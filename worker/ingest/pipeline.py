@@ -19,6 +19,8 @@ from typing import Any
 import structlog
 
 from worker.archive.sink import ArchiveSink
+from worker.decoding.fanout import FanoutTracker
+from worker.decoding.outcomes import AwaitSchema, Fanout
 from worker.ingest.deadletter import DeadLetterWriter
 from worker.ingest.feedback import ConsumerFeedback
 from worker.ingest.grouping import Batch, Batcher
@@ -85,6 +87,7 @@ class Pipeline:
         self._flusher: asyncio.Task[None] | None = None
         self._draining = False
         self._ordered: dict[str, asyncio.Lock] = {}
+        self._fanout = FanoutTracker()  # records that became several interactions (GA4 items)
         self.faults: dict[str, str] = {}
 
     def start(self) -> None:
@@ -128,19 +131,37 @@ class Pipeline:
 
     def _route_one(self, route: TopicRoute, raw: RawRecord, now_wall: float, now: float) -> None:
         identity = self._identity(raw) if raw.headers else raw.source
-        decoded = route.decoder.decode(raw.value, identity, now_wall, key=raw.key, timestamp_ms=raw.timestamp_ms)
+        decoded = route.decoder.decode(raw.value, identity, now_wall, key=raw.key, timestamp_ms=raw.timestamp_ms,
+                                       headers=raw.headers)
         if isinstance(decoded, Rejection):
             self._dead_letter_one(route, raw, decoded)
             return
+        if isinstance(decoded, AwaitSchema):  # the topic's gate holds it until the registry answers; see requeue
+            decoded.gate.hold(raw, decoded.ref, self)
+            return
         self._raw[raw.source] = raw
+        if isinstance(decoded, Fanout):  # done when every part is delivered, or dead-lettered once as a whole
+            parts = self._fanout.open(raw.source, len(decoded.interactions))
+            for part, interaction in zip(parts, decoded.interactions, strict=True):
+                key: BatchKey = (raw.source.topic, interaction.user_id, interaction.session_id)
+                full = self._batcher.add(key, interaction, part, now, size=raw.size // len(parts))
+                if full is not None:
+                    self._dispatch(full)
+            return
         if isinstance(decoded, Interaction):
-            key: BatchKey = (raw.source.topic, decoded.user_id, decoded.session_id)
+            key = (raw.source.topic, decoded.user_id, decoded.session_id)
             full = self._batcher.add(key, decoded, raw.source, now, size=raw.size)
         else:
             key = (raw.source.topic, None, "")
             full = self._batcher.add(key, decoded, raw.source, now, coalesce_id=decoded.entity_id, size=raw.size)
         if full is not None:
             self._dispatch(full)
+
+    def requeue(self, records: list[RawRecord]) -> None:
+        """Records a schema gate held go back to the front of the queue, in order, and are decoded again."""
+        self._pending.extendleft(reversed(records))
+        if not self._decode_scheduled:
+            self._decode_slice()
 
     def _identity(self, raw: RawRecord) -> SourceRef:
         """A replayed record keeps the event ID of its first position, if `dlq replay` signed it."""
@@ -213,7 +234,7 @@ class Pipeline:
     # -- outcomes (DeliveryListener) -------------------------------------------------------------
 
     def delivered(self, target: Target, batch: Batch[BatchKey, Any]) -> None:
-        sources = batch.sources()
+        sources = self._fanout.delivered(batch.sources())
         if self._archive is not None and target.dataset_type is DatasetType.INTERACTIONS:
             self._archive.add_nowait(batch.payloads())
         for source in sources:
@@ -223,7 +244,7 @@ class Pipeline:
 
     def dead_letter(self, target: Target, sources: list[SourceRef], rejection: Rejection) -> None:
         route = self._routes[target.topic]
-        for source in sources:
+        for source in self._fanout.failed(sources):
             raw = self._raw.pop(source, None)
             if raw is not None:
                 self._write_dlq(route, raw, rejection)
