@@ -1,7 +1,7 @@
 """Control-plane resources of the local Personalize, persisted in ``control.sqlite3``.
 
 One generic table holds every resource (schema, dataset group, dataset, event tracker,
-import job, solution, solution version, campaign): its ARN, kind, parent, status,
+import job, solution, solution version, campaign, filter, batch inference job): its ARN, kind, parent, status,
 timestamps, the public document DescribeX returns (``doc``) and private bookkeeping
 (``meta``: injected failures, the pending campaign update, the model file …). Resources
 are few, so all of them are mirrored in memory and every write goes straight to SQLite:
@@ -17,9 +17,22 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
+
+from clickstream_devkit.personalize.control.resource import (
+    BATCH_INFERENCE_JOB,
+    CAMPAIGN,
+    DATASET,
+    DATASET_GROUP,
+    EVENT_TRACKER,
+    FILTER,
+    IMPORT_JOB,
+    SCHEMA,
+    SOLUTION,
+    SOLUTION_VERSION,
+    Resource,
+)
 
 CONTROL_DB_FILE: Final = "control.sqlite3"
 
@@ -37,42 +50,20 @@ CREATE TABLE IF NOT EXISTS resources (
 CREATE INDEX IF NOT EXISTS resources_by_kind ON resources (kind, parent);
 """
 
-#: Resource kinds (the ARN's type segment, except solution versions).
-SCHEMA: Final = "schema"
-DATASET_GROUP: Final = "dataset-group"
-DATASET: Final = "dataset"
-EVENT_TRACKER: Final = "event-tracker"
-IMPORT_JOB: Final = "dataset-import-job"
-SOLUTION: Final = "solution"
-SOLUTION_VERSION: Final = "solution-version"
-CAMPAIGN: Final = "campaign"
-
-
-@dataclass
-class Resource:
-    """One resource. `doc` holds the public fields except status and timestamps."""
-
-    arn: str
-    kind: str
-    parent: str | None
-    status: str | None
-    created: float
-    updated: float
-    doc: dict[str, Any]
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def describe(self) -> dict[str, Any]:
-        """The public document: `doc` plus status (when it has one) and the two timestamps."""
-        out = dict(self.doc)
-        if self.status is not None:
-            out["status"] = self.status
-        out["creationDateTime"] = self.created
-        out["lastUpdatedDateTime"] = self.updated
-        return out
-
-    def sort_key(self) -> tuple[float, str]:
-        return (self.created, self.arn)
-
+__all__ = [
+    "BATCH_INFERENCE_JOB",
+    "CAMPAIGN",
+    "DATASET",
+    "DATASET_GROUP",
+    "EVENT_TRACKER",
+    "FILTER",
+    "IMPORT_JOB",
+    "SCHEMA",
+    "SOLUTION",
+    "SOLUTION_VERSION",
+    "ControlStore",
+    "Resource",
+]
 
 class ControlStore:
     """The resources table plus its in-memory mirror (event-loop thread only)."""
@@ -112,6 +103,11 @@ class ControlStore:
         if now is not None:
             resource.updated = now
         self._write(resource)
+
+    def remove(self, arn: str) -> None:
+        """Forget a resource for good (the last step of a Delete*); a no-op when it is already gone."""
+        self._db.execute("DELETE FROM resources WHERE arn = ?", (arn,))
+        self._resources.pop(arn, None)
 
     def set_status(self, resource: Resource, status: str, now: float, **doc_updates: Any) -> None:
         resource.status = status
