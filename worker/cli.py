@@ -254,6 +254,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "retrain": _cmd_scheduler,
         "status": _cmd_scheduler,
     }
+    # Until a command configures logging from its settings: log lines go to stderr (stdout is the
+    # command's output, e.g. `status --json`), redacted, at INFO. structlog's own default would
+    # print every level to stdout, unredacted.
+    from worker.observe.logging import configure_logging
+
+    configure_logging(level="INFO", redact_user_ids=True)
     handler = handlers.get(args.command) or args.handler  # plugins set `handler`
     return int(handler(args))
 

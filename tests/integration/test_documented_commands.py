@@ -536,6 +536,92 @@ def test_readme_dlq_replay(tmp_path: Path, broker: Any, kafka_topic: Any) -> Non
     assert ("clickstream.origin", f"{source}:0:7".encode()) in list(replayed.headers)
 
 
+@covers("README.md | Commands table | clickstream-worker config reference")
+def test_readme_config_reference_is_the_table_in_the_readme(tmp_path: Path) -> None:
+    """`config reference` prints the settings table the README carries (`make docs` writes it there)."""
+    result = run(cli(documented("README.md | Commands table | clickstream-worker config reference").argv),
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    readme = README.read_text(encoding="utf-8")
+    block = readme.split("<!-- config-reference:start", 1)[1].split("-->", 1)[1].split("<!-- config-reference:end")[0]
+    assert result.stdout.strip() == block.strip(), "README's settings table is stale: run `make docs`"
+
+
+@covers("README.md | Commands table | clickstream-worker retrain",
+        "README.md | Commands table | clickstream-worker schedule",
+        "README.md | Commands table | clickstream-worker status")
+def test_readme_scheduler_commands(tmp_path: Path, broker: Any, local_personalize: Any) -> None:
+    """`retrain --dry-run` decides a first FULL training and does nothing; `schedule` trains, gates
+    and creates the campaign by itself and stops cleanly on SIGTERM; `status --json` shows it."""
+    from tests.conftest import unique_name
+    from tests.integration.scheduler_support import campaign_arn, make_lab
+
+    lab = make_lab(local_personalize, with_data=1500)
+    solution = lab.solution("aws-popularity-count")
+    name = solution.rsplit("/", 1)[-1]
+    camp = campaign_arn(unique_name("readme-live"))
+    control = unique_name("readme-sched")
+    port = free_port()
+    config = {
+        "kafka": {"bootstrap_servers": broker.bootstrap},
+        "topics": [{"name": "clicks", "dataset_type": "interactions", "tracking_id": lab.tracking_id}],
+        "observability": {"http_host": "127.0.0.1", "http_port": port, "log_format": "json"},
+        "scheduler": {
+            "personalize_endpoint_url": lab.server.endpoint_url, "kafka_timeout_s": 5, "tick_interval_s": 0.5,
+            "control_topic": control, "group_id": control, "lifecycle_topic": None,
+            "lease": dict(TANSU_CONSUMER_SETTINGS),
+            "solutions": [{"solution_arn": solution, "campaigns": [{"arn": camp}], "full": {"interval_s": 86400},
+                           "min_interval_s": 0}],
+        },
+    }  # fmt: skip
+    (tmp_path / "worker.yaml").write_text(yaml.safe_dump(config))
+    values = {"worker.yaml": str(tmp_path / "worker.yaml"), "NAME": name}
+    aws = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1"}
+
+    retrain = substitute(documented("README.md | Commands table | clickstream-worker retrain").argv, values=values)
+    assert "--dry-run" in retrain
+    result = run(cli(retrain), cwd=tmp_path, env=aws, timeout_s=90)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("DRY RUN: nothing done")
+    assert "decision: train - starting a FULL training: no FULL version is ACTIVE yet" in result.stdout, result.stdout
+    assert lab.versions(solution) == [], "a dry run trains nothing"
+
+    schedule = substitute(documented("README.md | Commands table | clickstream-worker schedule").argv,
+                          values={"worker.yaml": values["worker.yaml"]})
+    with started(cli(schedule), tmp_path / "schedule.log", cwd=tmp_path, env=aws) as scheduler:
+        scheduler.wait_http(f"http://127.0.0.1:{port}/healthz")
+        wait_for(lambda: lab.serving(camp) is not None, timeout_s=120)
+        stop_cleanly(scheduler)
+    (version,) = lab.versions(solution)
+    assert lab.serving(camp) == version["solutionVersionArn"]
+
+    status = substitute(documented("README.md | Commands table | clickstream-worker status").argv, values=values)
+    result = run(cli(status), cwd=tmp_path, env=aws, timeout_s=90)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (doc,) = json.loads(result.stdout)
+    assert doc["solution_arn"] == solution
+    assert [(v["arn"], v["status"]) for v in doc["versions"]] == [(version["solutionVersionArn"], "ACTIVE")]
+    assert [(c["arn"], c["serving"]) for c in doc["campaigns"]] == [(camp, version["solutionVersionArn"])]
+
+
+@covers("README.md | Commands table | clickstream-worker evaluate")
+def test_readme_evaluate(tmp_path: Path, broker: Any, kafka_topic: Any) -> None:
+    """A generated clickstream in a topic: both models' metrics come back, each within [0, 1]."""
+    from clickstream_devkit.generate_cmd import run_generate
+
+    command = documented("README.md | Commands table | clickstream-worker evaluate")
+    topic = kafka_topic(partitions=2, prefix="clicks")
+    run_generate(broker.bootstrap, topic, rate=None, count=6000, bad_fraction=0.01, seed=5,
+                 items_topic=None, users_topic=None, users=200, items=150)  # fmt: skip
+    argv = substitute(command.argv, values={"T": topic, "B": broker.bootstrap, "R": "aws-user-personalization"})
+    assert_loopback_only(argv)
+    result = run(cli(argv), cwd=tmp_path, timeout_s=240)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "holdout users" in result.stdout
+    rows = [line.split() for line in result.stdout.splitlines() if line.startswith("NDCG@10")]
+    assert rows and all(0.0 <= float(v) <= 1.0 for v in rows[0][1:]), result.stdout
+
+
 @covers("README.md | Commands table | clickstream-worker local-personalize")
 def test_readme_local_personalize_through_the_console_script(tmp_path: Path) -> None:
     """The installed `clickstream-worker` entry point, with the README's options."""

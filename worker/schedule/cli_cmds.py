@@ -69,11 +69,25 @@ def _load_for_solution(
     if loaded is None:
         return None
     settings, scheduler = loaded
+    _configure_logging(settings)
     try:
         return settings, scheduler, _only(scheduler, args.solution)
     except ConfigError as exc:
         print(f"clickstream-worker: {exc}", file=err)
         return None
+
+
+def _configure_logging(settings: WorkerSettings) -> None:
+    """Logging as the configuration says (format, level, redaction), on stderr: stdout is the output."""
+    from worker.observe.logging import configure_logging  # noqa: PLC0415
+
+    obs = settings.observability
+    configure_logging(
+        json=None if obs.log_format == "auto" else obs.log_format == "json",
+        level=obs.log_level,
+        redact_user_ids=obs.redact_user_ids,
+        redaction_salt=obs.redaction_salt.get_secret_value(),
+    )
 
 
 def _interaction_topics(settings: WorkerSettings, scheduler: SchedulerSettings) -> list[str]:
@@ -229,17 +243,11 @@ def main_schedule(args: argparse.Namespace) -> int:
         print("clickstream-worker: no solutions under scheduler.solutions; nothing to schedule", file=sys.stderr)
         return EXIT_CONFIG
     from worker.observe.health import HealthServer  # noqa: PLC0415
-    from worker.observe.logging import configure_logging  # noqa: PLC0415
     from worker.observe.metrics import Metrics  # noqa: PLC0415
     from worker.schedule.service import Scheduler  # noqa: PLC0415
 
     obs = settings.observability
-    configure_logging(
-        json=None if obs.log_format == "auto" else obs.log_format == "json",
-        level=obs.log_level,
-        redact_user_ids=obs.redact_user_ids,
-        redaction_salt=obs.redaction_salt.get_secret_value(),
-    )
+    _configure_logging(settings)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda _s, _f: stop.set())
