@@ -154,6 +154,8 @@ def _describer(cp: Any, arn: str) -> Callable[[str], dict[str, Any]]:
         "dataset-import-job": ("describe_dataset_import_job", "datasetImportJobArn", "datasetImportJob"),
         "solution": ("describe_solution", "solutionArn", "solution"),
         "campaign": ("describe_campaign", "campaignArn", "campaign"),
+        "filter": ("describe_filter", "filterArn", "filter"),
+        "batch-inference-job": ("describe_batch_inference_job", "batchInferenceJobArn", "batchInferenceJob"),
     }[kind]
     return lambda a: getattr(cp, operation)(**{member: a})[key]
 

@@ -6,8 +6,8 @@ on: shape against the botocore model (contract §3/§5), then semantics the mode
 express (``properties`` must be a JSON object, forbidden keys), then resource lookup,
 then one store transaction - so a batch is accepted or rejected whole.
 
-Unknown tracking ID: the real service's answer is undocumented (contract §11 gap #11;
-PutEvents models only InvalidInputException). This stand-in answers
+Unknown tracking ID (or the ID of a deleted tracker): the real service's answer is
+undocumented (contract §11 gap #11; PutEvents models only InvalidInputException). This stand-in answers
 ResourceNotFoundException (404) because a tracker that does not exist is a
 configuration fault, not a poison record: a worker must stop and alert rather than
 dead-letter every event, and a distinct code lets it tell the two apart.
@@ -96,7 +96,8 @@ class EventsApi:
         user_id, session_id = body.get("userId"), body["sessionId"]
         rows = [_event_row(i, event, user_id, session_id) for i, event in enumerate(body["eventList"])]
         tracking_id = body["trackingId"]
-        if self._store.tracker(tracking_id) is None:
+        tracker = self._store.tracker(tracking_id)
+        if tracker is None or tracker.status != ACTIVE:
             raise ApiError(
                 RESOURCE_NOT_FOUND,
                 f"Event tracker with trackingId '{tracking_id}' does not exist",

@@ -21,7 +21,11 @@ transaction commits, so the set never claims a row the table does not have.
 
 Registrations (event trackers, datasets) live here too so a restart keeps them; the
 small `register_*` API is what the control plane calls. Lookups are
-served from an in-memory mirror to keep the hot path free of extra queries.
+served from an in-memory mirror to keep the hot path free of extra queries. The
+control plane's Delete* operations use the `retire_tracker` / `forget_trackers` /
+`delete_events` / `unregister_dataset` calls: a deleted tracker's events stay in its
+dataset group's interactions (DeleteEventTracker "does not delete the dataset"), and a
+deleted dataset takes its stored records with it.
 
 The connection is used from the event-loop thread only; a component that needs
 another thread (e.g. training) should open its own `Store` on the same directory.
@@ -42,6 +46,8 @@ DB_FILE: Final = "local-personalize.sqlite3"
 SCHEMA_VERSION: Final = 1
 DATASET_TYPES: Final = frozenset({"INTERACTIONS", "ITEMS", "USERS", "ACTIONS", "ACTION_INTERACTIONS"})
 ACTIVE: Final = "ACTIVE"
+#: A deleted event tracker: PutEvents no longer accepts its ID, its events stay training data.
+RETIRED: Final = "DELETED"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -192,6 +198,8 @@ class Store:
 
         #: Called after each commit with (tracking ID, stored rows): the runtime's live histories.
         self._listeners: list[Callable[[str, list[EventRow]], None]] = []
+        #: Called after each PutItems/PutUsers commit with (table, dataset ARN, (ID, properties) records).
+        self._record_listeners: list[Callable[[str, str, list[tuple[str, str | None]]], None]] = []
         self._seen: dict[str, _SeenKeys] = {}
         for tracking_id, event_id, key in self._db.execute("SELECT tracking_id, event_id, content_key FROM events"):
             seen = self._seen_for(tracking_id)
@@ -204,6 +212,10 @@ class Store:
     def add_listener(self, listener: Callable[[str, list[EventRow]], None]) -> None:
         """Have `listener` see every newly stored event (after its commit, on this thread)."""
         self._listeners.append(listener)
+
+    def add_record_listener(self, listener: Callable[[str, str, list[tuple[str, str | None]]], None]) -> None:
+        """Have `listener` see every PutItems/PutUsers batch after its commit (``items`` or ``users``)."""
+        self._record_listeners.append(listener)
 
     # -- registrations (the control plane calls these) -------------------------------
 
@@ -248,6 +260,40 @@ class Store:
         current = self._datasets[arn]
         self._db.execute("UPDATE datasets SET status = ? WHERE dataset_arn = ?", (status, arn))
         self._datasets[arn] = Dataset(current.arn, current.dataset_type, current.dataset_group_arn, status)
+
+    def retire_tracker(self, tracking_id: str) -> None:
+        """DeleteEventTracker: PutEvents stops accepting the ID; its events stay (see the module docstring)."""
+        current = self._trackers.get(tracking_id)
+        if current is None:
+            return
+        self._db.execute("UPDATE trackers SET status = ? WHERE tracking_id = ?", (RETIRED, tracking_id))
+        self._trackers[tracking_id] = Tracker(tracking_id, current.dataset_group_arn, RETIRED)
+
+    def forget_trackers(self, tracking_ids: list[str]) -> None:
+        """Drop the trackers and their events for good (their dataset group is being deleted)."""
+        self.delete_events(tracking_ids)
+        with self._transaction():
+            self._db.executemany("DELETE FROM trackers WHERE tracking_id = ?", [(t,) for t in tracking_ids])
+        for tracking_id in tracking_ids:
+            self._trackers.pop(tracking_id, None)
+
+    def delete_events(self, tracking_ids: list[str]) -> None:
+        """Remove every stored event of the trackers (their Interactions dataset is deleted).
+
+        The dedupe keys go too: an event sent again to a re-created dataset is new data.
+        """
+        with self._transaction():
+            self._db.executemany("DELETE FROM events WHERE tracking_id = ?", [(t,) for t in tracking_ids])
+        for tracking_id in tracking_ids:
+            self._seen.pop(tracking_id, None)
+
+    def unregister_dataset(self, arn: str) -> None:
+        """DeleteDataset: forget the dataset and the items/users PutItems/PutUsers stored in it."""
+        with self._transaction():
+            self._db.execute("DELETE FROM datasets WHERE dataset_arn = ?", (arn,))
+            self._db.execute("DELETE FROM items WHERE dataset_arn = ?", (arn,))
+            self._db.execute("DELETE FROM users WHERE dataset_arn = ?", (arn,))
+        self._datasets.pop(arn, None)
 
     def tracker(self, tracking_id: str) -> Tracker | None:
         return self._trackers.get(tracking_id)
@@ -330,6 +376,15 @@ class Store:
         )
         with self._transaction():
             self._db.executemany(sql, [(dataset_arn, rid, props, now) for rid, props in records])
+        for listener in self._record_listeners:
+            listener(table, dataset_arn, records)
+
+    def catalog_records(self, table: str, dataset_arn: str) -> list[tuple[str, str | None]]:
+        """(ID, properties) of every item or user stored by PutItems/PutUsers in one dataset."""
+        id_column = {"items": "item_id", "users": "user_id"}[table]
+        return self._db.execute(
+            f"SELECT {id_column}, properties FROM {table} WHERE dataset_arn = ?", (dataset_arn,)
+        ).fetchall()
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)

@@ -120,6 +120,19 @@ def write_records(
         db.execute("COMMIT")
 
 
+def delete_dataset(path: Path, dataset_arn: str) -> None:
+    """Every bulk row of a dataset, gone in one transaction (DeleteDataset; idempotent)."""
+    with _connect(path) as db:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("DELETE FROM bulk_interactions WHERE dataset_arn = ?", (dataset_arn,))
+            db.execute("DELETE FROM bulk_records WHERE dataset_arn = ?", (dataset_arn,))
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+
 def read_interactions(path: Path, dataset_arn: str) -> list[BulkInteraction]:
     """The dataset's bulk interactions in import order."""
     with _connect(path) as db:

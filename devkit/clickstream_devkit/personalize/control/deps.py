@@ -55,6 +55,8 @@ class Deps:
     on_import_done: list[Callable[[str], None]] = field(default_factory=list)
     #: Called when a solution version became ACTIVE (campaigns that follow ``$LATEST`` switch to it).
     on_version_active: list[Callable[[Resource], None]] = field(default_factory=list)
+    #: Called when a resource is gone for good (Delete*), with its last state: caches drop it.
+    on_deleted: list[Callable[[Resource], None]] = field(default_factory=list)
 
     @property
     def step(self) -> float:

@@ -12,6 +12,8 @@ table per request. This index holds it in memory:
 * per Interactions dataset, the bulk-imported rows, loaded on first use and dropped when
   an import job of that dataset finishes.
 
+A deleted dataset or dataset group takes its data with it, so a deletion `reset`s the index.
+
 Anonymous events follow `training_data.user_key`: an event without ``userId`` is the
 user's once any event of its session names the user (earlier anonymous events of the
 session included), otherwise it is the session's own history.
@@ -100,6 +102,11 @@ class HistoryIndex:
 
     def invalidate_bulk(self, dataset_arn: str) -> None:
         self._bulk.pop(dataset_arn, None)
+
+    def reset(self) -> None:
+        """Forget everything (an Interactions dataset or a dataset group was deleted); rebuilt on use."""
+        self._trackers.clear()
+        self._bulk.clear()
 
     def history(self, user_id: str, tracking_ids: Iterable[str], interactions_dataset: str | None) -> list[Interaction]:
         """The user's interactions from every source, oldest first (ties keep arrival order)."""

@@ -12,7 +12,8 @@ an unexpected failure is 500 InternalFailure and the server keeps serving.
 `install` builds the shared state (control store, bulk store, jobs, runtime), hooks the
 control plane, the runtime routes and the ``/_local/resources`` and ``/_local/bulk``
 inspection routes into a
-`PersonalizeService`, and `ControlPlane.start` resumes every resource's driver.
+`PersonalizeService`, and `ControlPlane.start` resumes every resource's driver (a resource
+that was being deleted resumes its deletion).
 """
 
 from __future__ import annotations
@@ -27,11 +28,17 @@ from aiohttp import web
 
 from clickstream_devkit.personalize.control import bulk_store
 from clickstream_devkit.personalize.control import control_store as kinds
+from clickstream_devkit.personalize.control import status as st
 from clickstream_devkit.personalize.control.arns import RequestContext, region_from_authorization
+from clickstream_devkit.personalize.control.batch_api import BatchApi
 from clickstream_devkit.personalize.control.campaigns_api import CampaignsApi
+from clickstream_devkit.personalize.control.catalog import Catalog
 from clickstream_devkit.personalize.control.control_store import ControlStore, Resource
 from clickstream_devkit.personalize.control.datasets_api import DatasetsApi
+from clickstream_devkit.personalize.control.deletes_api import DeletesApi
 from clickstream_devkit.personalize.control.deps import ControlOptions, Deps, OpHandler
+from clickstream_devkit.personalize.control.filtering import Filtering
+from clickstream_devkit.personalize.control.filters_api import FiltersApi
 from clickstream_devkit.personalize.control.history import HistoryIndex
 from clickstream_devkit.personalize.control.imports_api import ImportsApi
 from clickstream_devkit.personalize.control.jobs import Jobs
@@ -39,6 +46,7 @@ from clickstream_devkit.personalize.control.models import ModelCache
 from clickstream_devkit.personalize.control.recipes_api import RecipesApi
 from clickstream_devkit.personalize.control.runtime_api import RuntimeApi
 from clickstream_devkit.personalize.control.schemas_api import SchemasApi
+from clickstream_devkit.personalize.control.serving import Serving
 from clickstream_devkit.personalize.control.solutions_api import SolutionsApi
 from clickstream_devkit.personalize.control.trackers_api import TrackersApi
 from clickstream_devkit.personalize.control.versions_api import VersionsApi
@@ -73,12 +81,13 @@ class _Resumable(Protocol):
 
 
 class ControlPlane:
-    def __init__(self, service: PersonalizeService, deps: Deps) -> None:
+    def __init__(self, service: PersonalizeService, deps: Deps, serving: Serving) -> None:
         self._service = service
         self._deps = deps
         self._validator = RequestValidator(load_service_model("personalize"))
         campaigns = CampaignsApi(deps)
         datasets = DatasetsApi(deps)
+        self._deletes = DeletesApi(deps)
         self._resumers: dict[str, _Resumable] = {
             kinds.DATASET_GROUP: datasets,
             kinds.DATASET: datasets,
@@ -87,9 +96,11 @@ class ControlPlane:
             kinds.SOLUTION: SolutionsApi(deps),
             kinds.SOLUTION_VERSION: VersionsApi(deps),
             kinds.CAMPAIGN: campaigns,
+            kinds.FILTER: FiltersApi(deps),
+            kinds.BATCH_INFERENCE_JOB: BatchApi(deps, serving),
         }
         self.operations: dict[str, OpHandler] = {}
-        for ops in (SchemasApi(deps).operations(), RecipesApi(deps).operations()):
+        for ops in (SchemasApi(deps).operations(), RecipesApi(deps).operations(), self._deletes.operations()):
             self.operations.update(ops)
         for api in self._resumers.values():
             self.operations.update(api.operations())
@@ -97,6 +108,9 @@ class ControlPlane:
     async def start(self) -> None:
         """Resume the driver of every resource (a no-op for those already in a final status)."""
         for resource in self._deps.resources.all():
+            if resource.status in st.DELETING:
+                self._deletes.resume(resource)
+                continue
             api = self._resumers.get(resource.kind)
             if api is not None:
                 api.resume(resource)
@@ -164,6 +178,11 @@ async def _read_json(request: web.Request) -> Any:
         raise ApiError(SERIALIZATION, "Request body is not valid JSON", rule="not_json") from None
 
 
+def _forget_history(history: HistoryIndex, resource: Resource) -> None:
+    if resource.kind in (kinds.DATASET, kinds.DATASET_GROUP):
+        history.reset()
+
+
 def install(service: PersonalizeService, data_dir: Path | str, options: ControlOptions) -> ControlPlane:
     """Wire the control plane, the runtime and the inspection route into `service`."""
     directory = Path(data_dir)
@@ -181,10 +200,10 @@ def install(service: PersonalizeService, data_dir: Path | str, options: ControlO
     )
     history = HistoryIndex(service.store, deps.bulk_path)
     deps.on_import_done.append(history.invalidate_bulk)
-    plane = ControlPlane(service, deps)
-    runtime = RuntimeApi(
-        deps, history, ModelCache(models_dir), RequestValidator(load_service_model("personalize-runtime"))
-    )
+    deps.on_deleted.append(lambda resource: _forget_history(history, resource))
+    serving = Serving(deps, history, ModelCache(models_dir), Filtering(deps, history, Catalog(deps)))
+    plane = ControlPlane(service, deps, serving)
+    runtime = RuntimeApi(deps, serving, RequestValidator(load_service_model("personalize-runtime")))
     for operation, (path, handler) in runtime.routes().items():
         service.add_route("POST", path, service.operation_route(operation, handler, inject_faults=False))
     service.add_route("GET", "/_local/resources", plane.inspect)

@@ -1,4 +1,4 @@
-"""Reading an import job's ``dataLocation`` from S3 with boto3 (runs in the job's thread).
+"""Reading an import job's ``dataLocation`` from S3, and writing batch output, with boto3 (job threads).
 
 ``dataLocation`` is one object (``s3://bucket/data.csv``) or a folder: a prefix ending in
 ``/``, whose objects are all read, in key order (contract §8.4). The S3 endpoint is
@@ -59,3 +59,21 @@ def read_location(location: str, *, endpoint_url: str | None, region: str) -> li
         ) from None
     except BotoCoreError as exc:
         raise ImportFailure(f"Cannot read {location}: {exc}") from None
+
+
+def write_object(uri: str, data: bytes, *, endpoint_url: str | None, region: str) -> None:
+    """Put `data` at ``s3://bucket/key`` (a batch inference job's output); raises ImportFailure."""
+    import boto3  # noqa: PLC0415 - only jobs need it
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+    bucket, key = split_location(uri)
+    client: Any = boto3.session.Session().client("s3", endpoint_url=endpoint_url, region_name=region)
+    try:
+        client.put_object(Bucket=bucket, Key=key, Body=data, ContentType="application/json")
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        raise ImportFailure(
+            f"Cannot write {uri}: {error.get('Code', 'error')} {error.get('Message', '')}".strip()
+        ) from None
+    except BotoCoreError as exc:
+        raise ImportFailure(f"Cannot write {uri}: {exc}") from None

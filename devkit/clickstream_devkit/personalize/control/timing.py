@@ -6,6 +6,9 @@ took minutes would make tests useless. So each step (PENDING → IN_PROGRESS,
 IN_PROGRESS → ACTIVE, STOPPING → STOPPED, an import job's or a training's minimum time
 in IN_PROGRESS) takes `step_seconds`: 10 s by default, 0.2 s with ``--fast``, or what
 ``--transition-seconds`` says. A training also lasts as long as its computation does.
+Deleting takes two steps (DELETE PENDING, DELETE IN_PROGRESS). A solution takes none: it
+trains nothing and is ACTIVE when CreateSolution answers, as on the real service (see
+`solutions_api`).
 """
 
 from __future__ import annotations
