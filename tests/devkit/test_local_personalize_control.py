@@ -350,3 +350,21 @@ def test_errors_pagination_region_and_restart_during_training(local_personalize:
     resumed = c.wait(version, 30.0)
     assert resumed["status"] == "ACTIVE", resumed
     assert cp.get_solution_metrics(solutionVersionArn=version)["metrics"]["coverage"] > 0
+
+
+def test_a_solution_is_active_at_once_in_the_default_timing_too(local_personalize: Any) -> None:
+    """The samples' CreateSolution → CreateSolutionVersion works with 10 s steps; versions keep their timing."""
+    lp = local_personalize(extra_args=["--fast"])
+    c = Clients(lp, config=NO_RETRY)
+    group = c.cp.create_dataset_group(name="dflt")["datasetGroupArn"]
+    c.active(group)
+    lp.stop()
+    lp.extra_args = []  # the realistic default: 10 s per step
+    lp.start()
+    solution = c.cp.create_solution(name="dflt-up", datasetGroupArn=group, recipeArn=RECIPE + "aws-sims")[
+        "solutionArn"
+    ]
+    version = c.cp.create_solution_version(solutionArn=solution)["solutionVersionArn"]
+    assert c.cp.describe_solution(solutionArn=solution)["solution"]["status"] == "ACTIVE"
+    time.sleep(0.5)
+    assert c.cp.describe_solution_version(solutionVersionArn=version)["solutionVersion"]["status"] == "CREATE PENDING"
