@@ -207,8 +207,8 @@ def test_filter_lifecycle_and_errors(world: World) -> None:
         "DELETE PENDING",
         "DELETE IN_PROGRESS",
     ]
-    reply = lambda: rt.get_recommendations(campaignArn=up, userId="u", filterArn=arn, filterValues={"MAX": "3"})  # noqa: E731
-    assert error_code(reply) == ("ResourceNotFoundException", 404)
+    gone = {"campaignArn": up, "userId": "u", "filterArn": arn, "filterValues": {"MAX": "3"}}
+    assert error_code(lambda: rt.get_recommendations(**gone)) == ("ResourceNotFoundException", 404)
 
 
 def test_filters_exclude_a_purchase_at_once_and_read_items_users_and_the_current_item(world: World) -> None:

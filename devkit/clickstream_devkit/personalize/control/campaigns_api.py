@@ -28,6 +28,7 @@ from clickstream_devkit.personalize.control import control_store as kinds
 from clickstream_devkit.personalize.control import status as st
 from clickstream_devkit.personalize.control.arns import RequestContext, campaign_arn, split_latest
 from clickstream_devkit.personalize.control.control_store import Resource
+from clickstream_devkit.personalize.control.deletion import solution_of
 from clickstream_devkit.personalize.control.deps import (
     Deps,
     OpHandler,
@@ -43,10 +44,6 @@ from clickstream_devkit.personalize.control.pagination import listing, paginate
 
 INJECTED_UPDATE_FAILURE: Final = "Injected campaign update failure (local-personalize fault injection)."
 _UPDATE_KEY: Final = "#update"
-
-
-def solution_of(version_arn: str) -> str:
-    return version_arn.rsplit("/", 1)[0]
 
 
 class CampaignsApi:
