@@ -10,9 +10,10 @@ recipes' real-time personalisation does. Scores are normalised so the best item 
 popularity as a 1e-6 tie-breaker and filler. A user with no known history gets popularity.
 
 The real hyperparameter names are accepted and given the nearest local meaning:
-``hidden_dimension`` (32-256) = neighbours kept per item (the model's capacity; the HPO
-knob), ``bptt`` (2-32) = how many recent distinct history items are read,
-``recency_mask`` = newer history items weigh up to 2x older ones. Unknown names are ignored.
+``hidden_dimension`` (32-256) = neighbours kept per item (the model's capacity),
+``bptt`` (2-32) = how many recent distinct history items are read, ``recency_mask`` =
+newer history items weigh up to 2x older ones; all three are what HPO tunes, as on the
+real recipes. Unknown names are ignored.
 
 Cold items (no interactions at training) depend on the recipe's `cold` mode:
 
