@@ -43,7 +43,7 @@ def client_option_supported() -> bool:
 
 def write_worker_config(
     path: Path, *, bootstrap: str, endpoint_url: str, topic: str, tracking_id: str, group_id: str,
-    delivery: dict[str, Any] | None = None, client: str | None = None,
+    delivery: dict[str, Any] | None = None, client: str | None = None, topic_extra: dict[str, Any] | None = None,
 ) -> Path:
     personalize: dict[str, Any] = {"region": "us-east-1", "events_endpoint_url": endpoint_url}
     if client is not None and client_option_supported():
@@ -54,7 +54,7 @@ def write_worker_config(
         "delivery": {"delivery_timeout_s": 300, "drain_timeout_s": 20, **(delivery or {})},
         "observability": {"http_host": "127.0.0.1", "http_port": free_port(), "log_format": "json",
                           "log_level": "WARNING"},
-        "topics": [{"name": topic, "dataset_type": "interactions", "tracking_id": tracking_id}],
+        "topics": [{"name": topic, "dataset_type": "interactions", "tracking_id": tracking_id, **(topic_extra or {})}],
     }
     path.write_text(yaml.safe_dump(config))
     return path

@@ -16,6 +16,8 @@ TARGET_SCALING = 1.8
 #: The maintained HTTP client may cost at most this much worker CPU per event over the former
 #: hand-written pool (security issue); above it the closing note carries the profile.
 TARGET_CLIENT_CPU_RATIO = 1.2
+#: Decoding Confluent-framed Avro may cut events/s by at most 25 % against JSON in the same run.
+TARGET_AVRO_OVER_JSON = 0.75
 NONE = "\u2013"  # en dash: "not measured" in the table
 TIMES = "\u00d7"
 
@@ -61,6 +63,10 @@ def targets(done: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
     if shipped and former and former.get("cpu_s_per_1000"):
         check("client_cpu_aiohttp_over_former_pool", shipped["cpu_s_per_1000"] / former["cpu_s_per_1000"],
               TARGET_CLIENT_CPU_RATIO, at_most=True)
+    formats = {r["name"]: r for r in done.get("avro_vs_json") or []}
+    as_json, as_avro = formats.get("format_json"), formats.get("format_avro")
+    if as_json and as_avro and as_json["events_per_s"]:
+        check("avro_over_json", as_avro["events_per_s"] / as_json["events_per_s"], TARGET_AVRO_OVER_JSON)
     return out
 
 

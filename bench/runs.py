@@ -52,6 +52,7 @@ class RunSpec:
     consumer_overrides: dict[str, Any] = field(default_factory=dict)  # via bench.worker_variant
     transport: str | None = None  # "http1": the lean client on its former pool, via bench.worker_variant
     faults: dict[str, Any] | None = None
+    topic_extra: dict[str, Any] = field(default_factory=dict)  # merged into the topic: format, registry
     timeout_s: float = 300.0
     quiet_timeout_s: float = 120.0  # how long to wait for other load to stop before starting (0: don't)
 
@@ -77,7 +78,7 @@ def _start_processes(stack: Stack, spec: RunSpec, topic: str, endpoint: str, wor
         config = write_worker_config(
             workdir / f"worker{index}.yaml", bootstrap=stack.bootstrap, endpoint_url=endpoint, topic=topic,
             tracking_id=TRACKING_ID, group_id=group, delivery={"put_events_rps": UNLIMITED_RPS, **spec.delivery},
-            client=spec.client,
+            client=spec.client, topic_extra=spec.topic_extra,
         )  # fmt: skip
         procs.append(WorkerProc(config, workdir / f"worker{index}.log", spec.consumer_overrides,
                                 spec.transport).start())

@@ -16,6 +16,8 @@ scaling            2 worker processes in one group on worker_full's backlog (com
                    and 1 vs 2 processes network-bound (20 ms emulated AWS round trip, concurrency 8)
 sweep_linger       linger_ms over LINGER (backlog: events/s, fill; full mode also paced latency at 50 %)
 sweep_concurrency  max_concurrency over CONCURRENCY (backlog)
+avro_vs_json       the same events as JSON and as Confluent-framed Avro (loopback registry stand-in),
+                   alternating runs, AVRO_PAIRS pairs: avro events/s over JSON events/s
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.avro_data import TRACK_SCHEMA, confluent_avro, realistic_records
 from bench.processes import client_option_supported
+from bench.registry_stub import LoopbackRegistry
 from bench.runs import RunSpec, run
-from bench.stack import Dataset, Stack
+from bench.stack import ITEMS, SEED, USERS, Dataset, Stack
 
 DEFAULT_LINGER_MS = 50.0
 DEFAULT_CONCURRENCY = 64
@@ -36,6 +40,7 @@ QUOTA_RPS = 1000.0
 NET_LATENCY_MS = 20.0  # emulated round trip to AWS in the network-bound scaling runs
 NET_CONCURRENCY = 8
 FALLBACK_FULL_RATE = 10_000.0
+AVRO_PAIRS = 3  # alternating JSON/Avro runs: the median of each is compared
 FOREIGN_LOAD_WARN = 0.1  # cores used by processes outside the run: above this a result is flagged
 
 
@@ -66,7 +71,7 @@ SIZES: dict[str, Sizes] = {
 }
 
 SCENARIOS = ("baseline", "worker_full", "worker_botocore", "client_compare", "worker_dense", "worker_long",
-             "latency_full", "latency_half", "quota", "scaling", "sweep_linger", "sweep_concurrency")
+             "latency_full", "latency_half", "quota", "scaling", "sweep_linger", "sweep_concurrency", "avro_vs_json")
 
 
 @dataclass
@@ -242,6 +247,41 @@ def sweep_concurrency(ctx: Context) -> list[dict[str, Any]]:
     ]
 
 
+def avro_vs_json(ctx: Context) -> list[dict[str, Any]]:
+    """The same seeded events drained as JSON and as Confluent-framed Avro, runs alternating.
+
+    The Avro topic's schema is served by `bench.registry_stub` on loopback (fetched once per
+    run: the worker caches it), so the difference is the decoding itself. Each encoding runs
+    `AVRO_PAIRS` times, alternating, and the run with its median events/s is reported; the
+    ratio is `targets.avro_over_json`.
+    """
+    count = ctx.sizes.full
+    records = realistic_records(SEED + 7, count, USERS, ITEMS)
+    ids = [r.event_id for r in records if r.event_id is not None]
+    registry = LoopbackRegistry().start()
+    try:
+        schema_id = registry.register("bench-avro-value", json.dumps(TRACK_SCHEMA))
+        as_json = ctx.stack.backlog_of("json", [(r.key, r.value) for r in records], ids, "realistic-json")
+        as_avro = ctx.stack.backlog_of("avro", confluent_avro(records, schema_id), ids, "realistic-avro")
+        extra = {"format": "confluent", "registry": {"url": registry.url}}
+        json_runs: list[dict[str, Any]] = []
+        avro_runs: list[dict[str, Any]] = []
+        for _ in range(AVRO_PAIRS):
+            json_runs.append(ctx.run(RunSpec("format_json", "worker, JSON values (same events as Avro)",
+                                             dataset=as_json)))
+            avro_runs.append(ctx.run(RunSpec("format_avro", "worker, Confluent-framed Avro values",
+                                             dataset=as_avro, topic_extra=extra)))
+    finally:
+        registry.stop()
+    out = []
+    for runs in (json_runs, avro_runs):
+        median = sorted(runs, key=lambda r: float(r["events_per_s"]))[len(runs) // 2]
+        median["repeats"] = [{k: r[k] for k in ("events_per_s", "steady_events_per_s", "cpu_s_per_1000",
+                                                 "foreign_cpu_cores")} for r in runs]
+        out.append(median)
+    return out
+
+
 RUNNERS: dict[str, Callable[[Context], list[dict[str, Any]]]] = {
     "baseline": baseline,
     "worker_full": worker_full,
@@ -255,4 +295,5 @@ RUNNERS: dict[str, Callable[[Context], list[dict[str, Any]]]] = {
     "scaling": scaling,
     "sweep_linger": sweep_linger,
     "sweep_concurrency": sweep_concurrency,
+    "avro_vs_json": avro_vs_json,
 }

@@ -121,6 +121,14 @@ class Stack:
         return Dataset(topic, count, layout, elapsed, ids, round(ideal_fill([_batch_key(r) for r in records]), 2))
 
 
+    def backlog_of(self, name: str, pairs: list[tuple[bytes, bytes]], good_ids: list[str], layout: str) -> Dataset:
+        """A backlog of given (key, value) pairs (e.g. the same events in another encoding)."""
+        topic = self.new_topic(f"bench-{name}-{len(pairs)}")
+        began = time.monotonic()
+        produce_pairs(self.bootstrap, topic, pairs)
+        return Dataset(topic, len(pairs), layout, time.monotonic() - began, good_ids)
+
+
 def dense_records(seed: int, count: int, *, long_sessions: bool = False) -> list[GeneratedRecord]:
     """The realistic stream (same seed, same timestamps), regrouped so each visitor's events are adjacent.
 
@@ -151,11 +159,15 @@ def _batch_key(record: GeneratedRecord) -> tuple[str | None, str]:
 
 
 def produce(bootstrap: str, topic: str, records: Iterable[GeneratedRecord]) -> int:
+    return produce_pairs(bootstrap, topic, ((record.key, record.value) for record in records))
+
+
+def produce_pairs(bootstrap: str, topic: str, pairs: Iterable[tuple[bytes, bytes]]) -> int:
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, batch_size=256 * 1024, acks="all")
     sent = 0
     try:
-        for record in records:
-            producer.send(topic, key=record.key, value=record.value)
+        for key, value in pairs:
+            producer.send(topic, key=key, value=value)
             sent += 1
         producer.flush(timeout=120)
     finally:
