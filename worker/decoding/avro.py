@@ -16,7 +16,7 @@ from typing import Any
 import fastavro
 
 from worker.decoding.framing import Framed
-from worker.decoding.outcomes import DeserializationError
+from worker.decoding.outcomes import DeserializationError, SchemaRef
 
 
 class SchemaParseError(ValueError):
@@ -47,15 +47,19 @@ class AvroReader:
             raise SchemaParseError(f"not a usable Avro schema: {exc}") from None
 
     def read(self, framed: Framed) -> Any:
-        body = framed.body
-        buffer = io.BytesIO(body)
+        return self.read_from(framed.body, 0, framed.ref)
+
+    def read_from(self, data: bytes, start: int, ref: SchemaRef) -> Any:
+        """The record encoded in `data[start:]` (the hot path: no copy of the payload)."""
+        buffer = io.BytesIO(data)
+        buffer.seek(start)
         try:
             obj = fastavro.schemaless_reader(buffer, self._schema, None)
         except (EOFError, ValueError, IndexError, KeyError, TypeError, UnicodeDecodeError, OverflowError,
                 MemoryError) as exc:
-            raise DeserializationError("schema_mismatch", f"payload does not match Avro {framed.ref.describe()}: "
-                                       f"{type(exc).__name__}: {str(exc)[:120]}", framed.ref) from None
-        if buffer.tell() != len(body):
-            raise DeserializationError("schema_mismatch", f"payload has {len(body) - buffer.tell()} bytes left "
-                                       f"after the Avro record of {framed.ref.describe()}", framed.ref)
+            raise DeserializationError("schema_mismatch", f"payload does not match Avro {ref.describe()}: "
+                                       f"{type(exc).__name__}: {str(exc)[:120]}", ref) from None
+        if buffer.tell() != len(data):
+            raise DeserializationError("schema_mismatch", f"payload has {len(data) - buffer.tell()} bytes left "
+                                       f"after the Avro record of {ref.describe()}", ref)
         return obj

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from worker.decoding.avro import AvroReader
 from worker.decoding.framing import Framed, confluent_frame, glue_frame
 from worker.decoding.outcomes import AwaitSchema, DeserializationError, Holder, SchemaRef
 from worker.decoding.readers import Reader
@@ -67,6 +68,9 @@ class RegistryPayload:
         self.flavor = flavor
         self.cache = cache
         self.gate = gate
+        #: Confluent prefix (magic 0 + 4-byte ID) -> (Avro reader, ref): the per-record hot path skips
+        #: framing objects. Only readers are kept here, and a cached reader never changes.
+        self._avro_by_prefix: dict[bytes, tuple[AvroReader, SchemaRef]] = {}
 
     def frame(self, value: bytes, headers: Sequence[Header]) -> Framed:
         return confluent_frame(value, headers) if self.flavor == "confluent" else glue_frame(value)
@@ -75,10 +79,14 @@ class RegistryPayload:
         """The decoded object, or `AwaitSchema`; raises DeserializationError for undecodable bytes."""
         if self.gate.holding:  # earlier records wait for a schema: keep Kafka order behind them
             return AwaitSchema(self.gate, None)
+        if not headers and (fast := self._avro_by_prefix.get(value[:5])) is not None:
+            return fast[0].read_from(value, 5, fast[1])
         framed = self.frame(value, headers)
         entry = self.cache.get(framed.ref)
         if entry is None:
             return AwaitSchema(self.gate, framed.ref)
         if isinstance(entry, Unavailable):
             raise DeserializationError(entry.rule, entry.message, framed.ref)
+        if isinstance(entry, AvroReader) and framed.ref.kind == "id" and not headers:
+            self._avro_by_prefix[value[:5]] = (entry, framed.ref)
         return entry.read(framed)
