@@ -21,7 +21,6 @@ Held records count as in flight, so the consumer's backpressure bounds how many 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -72,38 +71,45 @@ class SchemaGate:
                 self._resolve(self._wanted, listener), name=f"schema-{self._wanted.key}")
 
     async def _resolve(self, ref: SchemaRef, listener: HoldListener) -> None:
-        delay = FIRST_RETRY_S
         try:
-            while self._cache.get(ref) is None:
-                self.fetches += 1
-                try:
-                    self._cache.put(ref, await self._source.fetch(ref))
-                    log.info("schema fetched", topic=self.target.topic, schema=ref.describe(),
-                             source=self._source.describe())
-                except SchemaNotFoundError as exc:
-                    self._cache.not_found(ref, str(exc))
-                    log.warning("schema not found; records naming it are dead-lettered", topic=self.target.topic,
-                                schema=ref.describe(), error=str(exc))
-                except SchemaParseError as exc:
-                    self._cache.unusable(ref, f"{ref.describe()} cannot be used: {exc}")
-                    log.error("schema cannot be used; records naming it are dead-lettered", topic=self.target.topic,
-                              schema=ref.describe(), error=str(exc))
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - RegistryUnavailableError, or a bug: never dead-letter for it
-                    message = str(exc) if isinstance(exc, RegistryUnavailableError) else f"{type(exc).__name__}: {exc}"
-                    self._fault(listener, ref, message, delay)
-                    await self._sleep(delay)
-                    delay = min(delay * 2, self._retry_max_s)
-        finally:
-            self._task = None
-            self._wanted = None
+            await self._fetch(ref, listener)
+        except asyncio.CancelledError:  # shutdown: the held records stay uncommitted and are redelivered
+            self._task = self._wanted = None
+            raise
+        except Exception:  # a bug past the fetch (fault reporting): never strand the held records
+            log.exception("schema gate failed; decoding the held records again", topic=self.target.topic)
+            await self._sleep(self._retry_max_s)  # not a hot loop if the bug repeats
+        self._task = self._wanted = None
         if self.faulted:
             self.faulted = False
             log.info("schema registry answers again; resuming the topic", topic=self.target.topic)
             listener.config_recovered(self.target)
         held, self._held = self._held, []
         listener.requeue(held)
+
+    async def _fetch(self, ref: SchemaRef, listener: HoldListener) -> None:
+        delay = FIRST_RETRY_S
+        while self._cache.get(ref) is None:
+            self.fetches += 1
+            try:
+                self._cache.put(ref, await self._source.fetch(ref))
+                log.info("schema fetched", topic=self.target.topic, schema=ref.describe(),
+                         source=self._source.describe())
+            except SchemaNotFoundError as exc:
+                self._cache.not_found(ref, str(exc))
+                log.warning("schema not found; records naming it are dead-lettered", topic=self.target.topic,
+                            schema=ref.describe(), error=str(exc))
+            except SchemaParseError as exc:
+                self._cache.unusable(ref, f"{ref.describe()} cannot be used: {exc}")
+                log.error("schema cannot be used; records naming it are dead-lettered", topic=self.target.topic,
+                          schema=ref.describe(), error=str(exc))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - RegistryUnavailableError, or a bug: never dead-letter for it
+                message = str(exc) if isinstance(exc, RegistryUnavailableError) else f"{type(exc).__name__}: {exc}"
+                self._fault(listener, ref, message, delay)
+                await self._sleep(delay)
+                delay = min(delay * 2, self._retry_max_s)
 
     def _fault(self, listener: HoldListener, ref: SchemaRef, message: str, delay: float) -> None:
         text = f"schema registry unavailable while fetching {ref.describe()}: {message}"
@@ -116,10 +122,3 @@ class SchemaGate:
         else:
             log.warning("schema registry still unavailable", topic=self.target.topic, schema=ref.describe(),
                         error=message, held=len(self._held), retry_in_s=delay)
-
-    async def close(self) -> None:
-        task = self._task
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
