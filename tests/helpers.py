@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import json
 from pathlib import Path
+from typing import Any
 
 from clickstream_devkit.personalize.process import LocalPersonalize, LocalPersonalizeError
 from clickstream_devkit.processes import free_port, pid_exists, stop_process
@@ -77,3 +79,15 @@ def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
     key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
     return ca_path, cert_path, key_path
+
+
+#: Where tests leave what a reader may want (tables, measurements): files, never stdout.
+TEST_RESULTS = REPO_ROOT / "build" / "test-results"
+
+
+def write_result(name: str, data: Any) -> Path:
+    """`data` as JSON in build/test-results/`name`.json; returns the path."""
+    TEST_RESULTS.mkdir(parents=True, exist_ok=True)
+    path = TEST_RESULTS / f"{name}.json"
+    path.write_text(json.dumps(data, indent=1, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    return path

@@ -25,7 +25,7 @@ from typing import Any
 
 from worker.config import ConfigError, WorkerSettings, load_settings
 from worker.mapping import MappingConfigError
-from worker.records import DatasetType
+from worker.records import DatasetType, Stage
 from worker.schemas import SchemaError
 
 EXIT_CONFIG = 2
@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
     replay = dlq_sub.add_parser("replay", help="re-publish dead-lettered records to their source topic")
     replay.add_argument("--topic", required=True, help="the dead-letter topic, e.g. clicks.dlq")
-    replay.add_argument("--stage", action="append", choices=["mapping", "validation", "delivery"],
+    replay.add_argument("--stage", action="append", choices=[stage.value for stage in Stage],
                         help="only records rejected at this stage (repeatable; default all)")
     replay.add_argument("--bootstrap", help="Kafka bootstrap servers (default: --config / WORKER_CONFIG, "
                         "then KAFKA_BOOTSTRAP_SERVERS or WORKER_KAFKA__BOOTSTRAP_SERVERS)")

@@ -220,6 +220,11 @@ def test_event_id_and_exact_duplicates_are_counted_not_stored(server: Server, cl
     assert after["duplicate_events"] - before["duplicate_events"] == 3
     # Of those, only ev-2-copy had a new eventId (an audit by eventId must not call it lost).
     assert after["same_content_events"] - before["same_content_events"] == 1
+    # ev-2-copy redelivered: a duplicate of its eventId, not a second same-content event.
+    client.put_events(**put_events_body("trk-dedupe", [{**event(2), "eventId": "ev-2-copy"}]))
+    again = server.get("/_local/stats")
+    assert again["same_content_events"] == after["same_content_events"]
+    assert again["duplicate_events"] - after["duplicate_events"] == 1
     # The same eventId on another tracker is a different event.
     client.put_events(**put_events_body("trk-main", [event(1)]))
     assert any(r["eventId"] == "ev-1" for r in server.get("/_local/events", trackingId="trk-main"))

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from tests.devkit.test_local_personalize_deletes import statuses_until_gone
 from tests.devkit.test_local_personalize_lifecycle import NO_RETRY, RECIPE, Clients, error_code
 from tests.devkit.test_recsys_models import taste_rows
-from tests.helpers import LocalPersonalize
+from tests.helpers import LocalPersonalize, write_result
 
 pytestmark = pytest.mark.integration
 
@@ -430,7 +430,7 @@ def test_hpo_as_documented_over_the_wire(world: World) -> None:
             "hpoObjective": {"type": "Maximize", "metricName": "precision_at_10"},
         },
     }
-    print()
+    tuned_by_recipe: dict[str, Any] = {}
     for name, hpo in requests.items():
         solution = world.c.solution(
             group, f"feat-hpo-{name.removeprefix('aws-')}", name, performHPO=True, solutionConfig={"hpoConfig": hpo}
@@ -447,4 +447,5 @@ def test_hpo_as_documented_over_the_wire(world: World) -> None:
         assert set(tuned) == {r["name"] for values in ranges.values() for r in values}
         metrics = cp.get_solution_metrics(solutionVersionArn=version["solutionVersionArn"])["metrics"]
         objective = hpo.get("hpoObjective", {}).get("metricName", "normalized_discounted_cumulative_gain_at_10")
-        print(f"{name}: ranges {json.dumps(ranges)} -> tuned {tuned} -> {objective} {metrics[objective]:.4f}")
+        tuned_by_recipe[name] = {"ranges": ranges, "tuned": tuned, objective: metrics[objective]}
+    write_result("local_personalize_hpo", tuned_by_recipe)  # for a reader; not stdout

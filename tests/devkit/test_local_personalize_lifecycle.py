@@ -23,7 +23,7 @@ from clickstream_devkit.recsys.data import InteractionRow
 from clickstream_devkit.recsys.metrics import METRIC_KEYS
 
 from tests.devkit.test_recsys_models import taste_rows
-from tests.helpers import REPO_ROOT, LocalPersonalize
+from tests.helpers import REPO_ROOT, LocalPersonalize, write_result
 
 pytestmark = pytest.mark.integration
 
@@ -351,17 +351,7 @@ def test_user_personalization_beats_popularity_count_through_get_solution_metric
         version = c.version(solution)
         assert version["status"] == "ACTIVE", version
         results[recipe] = c.cp.get_solution_metrics(solutionVersionArn=version["solutionVersionArn"])["metrics"]
-    print()
-    print(f"{'recipe':26s} {'ndcg@5':>8s} {'ndcg@10':>8s} {'ndcg@25':>8s} {'prec@5':>8s} {'prec@10':>8s} "
-          f"{'prec@25':>8s} {'mrr@25':>8s} {'coverage':>8s}")  # fmt: skip
-    for recipe, m in results.items():
-        print(
-            f"{recipe:26s} {m['normalized_discounted_cumulative_gain_at_5']:8.4f} "
-            f"{m['normalized_discounted_cumulative_gain_at_10']:8.4f} "
-            f"{m['normalized_discounted_cumulative_gain_at_25']:8.4f} {m['precision_at_5']:8.4f} "
-            f"{m['precision_at_10']:8.4f} {m['precision_at_25']:8.4f} {m['mean_reciprocal_rank_at_25']:8.4f} "
-            f"{m['coverage']:8.4f}"
-        )
+    write_result("local_personalize_taste_metrics", results)  # the table a reader may want; not stdout
     up, pop = results["aws-user-personalization"], results["aws-popularity-count"]
     assert up["normalized_discounted_cumulative_gain_at_10"] > pop["normalized_discounted_cumulative_gain_at_10"]
     assert up["precision_at_10"] > pop["precision_at_10"]

@@ -166,13 +166,15 @@ def content_key(row: EventRow) -> bytes:
 
 
 class _SeenKeys:
-    """Event IDs and content keys already stored for one tracking ID."""
+    """Event IDs and content keys already stored for one tracking ID, and the event IDs already
+    discarded as same-content duplicates (so a redelivery of one is not counted twice)."""
 
-    __slots__ = ("contents", "event_ids")
+    __slots__ = ("contents", "event_ids", "same_content_ids")
 
     def __init__(self) -> None:
         self.event_ids: set[str] = set()
         self.contents: set[bytes] = set()
+        self.same_content_ids: set[str] = set()
 
 
 class Store:
@@ -322,7 +324,11 @@ class Store:
             if r.event_id in seen.event_ids or r.event_id in new_ids:
                 continue
             if key in seen.contents or key in new_keys:
-                same_content += 1  # a distinct eventId, but identical in every other member
+                # A distinct eventId, but identical in every other member; counted once per
+                # eventId (a redelivered one is a plain duplicate). In memory: a restart forgets.
+                if r.event_id not in seen.same_content_ids:
+                    seen.same_content_ids.add(r.event_id)
+                    same_content += 1
                 continue
             new_ids.add(r.event_id)
             new_keys.add(key)

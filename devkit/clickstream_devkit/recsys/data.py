@@ -28,7 +28,6 @@ import numpy.typing as npt
 MIN_INTERACTIONS = 1000
 MIN_ACTIVE_USERS = 25
 TEST_USER_SHARE = 0.10
-HELD_OUT_SHARE = 0.10
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]

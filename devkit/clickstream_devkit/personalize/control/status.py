@@ -46,10 +46,6 @@ def next_delete_status(status: str) -> str | None:
     return DELETE_IN_PROGRESS if status == DELETE_PENDING else None
 
 
-def is_terminal(status: str) -> bool:
-    return status in TERMINAL
-
-
 def stop_transition(status: str) -> str | None:
     """StopSolutionVersionCreation: the status to set now, or None when it cannot stop."""
     if status == PENDING:
