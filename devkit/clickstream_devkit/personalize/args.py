@@ -39,6 +39,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="register a dataset; type from the ARN's last segment, e.g. .../dataset/G/ITEMS",
     )
     parser.add_argument(
+        "--action-tracker",
+        action="append",
+        default=[],
+        metavar="TRACKING_ID",
+        help="pre-register a PutActionInteractions tracking ID not tied to a dataset (repeatable)",
+    )
+    parser.add_argument(
         "--fast",
         action="store_true",
         help="every status transition takes 0.2 s instead of 10 s (tests and development)",

@@ -69,7 +69,7 @@ def parse_properties(text: str, path: str) -> dict[str, Any]:
 
 
 class EventsApi:
-    """PutEvents / PutItems / PutUsers (+ clear refusals for the Actions operations)."""
+    """PutEvents / PutItems / PutUsers (PutActions and PutActionInteractions: `actions_api`)."""
 
     def __init__(
         self, store: Store, stats: Stats, validator: RequestValidator, clock: Callable[[], float] = time.time
@@ -85,8 +85,6 @@ class EventsApi:
             "PutEvents": ("/events", self.put_events),
             "PutItems": ("/items", self.put_items),
             "PutUsers": ("/users", self.put_users),
-            "PutActions": ("/actions", self.put_actions),
-            "PutActionInteractions": ("/action-interactions", self.put_action_interactions),
         }
 
     # -- operations -----------------------------------------------------------------
@@ -110,23 +108,15 @@ class EventsApi:
 
     def put_items(self, body: Any) -> None:
         records = self._catalog_records("PutItems", body, "items", "itemId")
-        dataset = self._dataset(body["datasetArn"], "ITEMS", "PutItems")
+        dataset = require_dataset(self._store, body["datasetArn"], "ITEMS", "PutItems")
         self._store.upsert_items(dataset.arn, records)
         self._stats.items += len(records)
 
     def put_users(self, body: Any) -> None:
         records = self._catalog_records("PutUsers", body, "users", "userId")
-        dataset = self._dataset(body["datasetArn"], "USERS", "PutUsers")
+        dataset = require_dataset(self._store, body["datasetArn"], "USERS", "PutUsers")
         self._store.upsert_users(dataset.arn, records)
         self._stats.users += len(records)
-
-    def put_actions(self, body: Any) -> None:
-        self._validate("PutActions", body)
-        raise _unsupported("PutActions")
-
-    def put_action_interactions(self, body: Any) -> None:
-        self._validate("PutActionInteractions", body)
-        raise _unsupported("PutActionInteractions")
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -137,40 +127,51 @@ class EventsApi:
 
     def _catalog_records(self, operation: str, body: Any, list_key: str, id_key: str) -> list[tuple[str, str | None]]:
         self._validate(operation, body)
-        records: list[tuple[str, str | None]] = []
-        for index, record in enumerate(body[list_key]):
-            properties = record.get("properties")
-            if properties is not None:
-                parse_properties(properties, f"{list_key}.{index}.properties")
-            records.append((record[id_key], properties))
-        return records
+        return catalog_records(body[list_key], list_key, id_key)
 
-    def _dataset(self, arn: str, expected_type: str, operation: str) -> Dataset:
-        dataset = self._store.dataset(arn)
-        if dataset is None:
-            raise ApiError(RESOURCE_NOT_FOUND, f"Dataset '{arn}' does not exist", rule="unknown_dataset")
-        if dataset.dataset_type != expected_type:
+
+def catalog_records(records: list[dict[str, Any]], list_key: str, id_key: str) -> list[tuple[str, str | None]]:
+    """(ID, properties) of PutItems/PutUsers/PutActions records; ``properties`` must hold a JSON object."""
+    out: list[tuple[str, str | None]] = []
+    for index, record in enumerate(records):
+        properties = record.get("properties")
+        if properties is not None:
+            parse_properties(properties, f"{list_key}.{index}.properties")
+        out.append((record[id_key], properties))
+    return out
+
+
+def require_dataset(store: Store, arn: str, expected_type: str, operation: str) -> Dataset:
+    """The ACTIVE dataset a PutItems/PutUsers/PutActions request names, or the error to answer."""
+    dataset = store.dataset(arn)
+    if dataset is None:
+        raise ApiError(RESOURCE_NOT_FOUND, f"Dataset '{arn}' does not exist", rule="unknown_dataset")
+    if dataset.dataset_type != expected_type:
+        raise ApiError(
+            INVALID_INPUT,
+            f"Dataset '{arn}' has type {dataset.dataset_type}; {operation} accepts only a dataset of type"
+            f" {expected_type} (it is not supported on {dataset.dataset_type} datasets)",
+            rule="wrong_dataset_type",
+        )
+    if dataset.status != ACTIVE:
+        raise ApiError(
+            RESOURCE_IN_USE,
+            f"Dataset '{arn}' is not ACTIVE (status {dataset.status})",
+            rule="dataset_not_active",
+        )
+    return dataset
+
+
+def check_property_keys(parsed: dict[str, Any], path: str) -> None:
+    """PutEvents / PutActionInteractions ``properties`` must not repeat the request's own members."""
+    for key in parsed:
+        if key.lower() in FORBIDDEN_EVENT_PROPERTY_KEYS:
             raise ApiError(
                 INVALID_INPUT,
-                f"Dataset '{arn}' has type {dataset.dataset_type}; {operation} accepts only"
-                f" a dataset of type {expected_type}",
-                rule="wrong_dataset_type",
+                f"Invalid key '{key}' in '{path}': userId, sessionId, eventType, timestamp,"
+                " recommendationId and impression are not allowed in properties",
+                rule="forbidden_property_key",
             )
-        if dataset.status != ACTIVE:
-            raise ApiError(
-                RESOURCE_IN_USE,
-                f"Dataset '{arn}' is not ACTIVE (status {dataset.status})",
-                rule="dataset_not_active",
-            )
-        return dataset
-
-
-def _unsupported(operation: str) -> ApiError:
-    return ApiError(
-        INVALID_INPUT,
-        f"{operation} is not supported by local-personalize (development stand-in)",
-        rule="unsupported_operation",
-    )
 
 
 def _event_row(index: int, event: dict[str, Any], user_id: str | None, session_id: str) -> EventRow:
@@ -185,14 +186,7 @@ def _event_row(index: int, event: dict[str, Any], user_id: str | None, session_i
     if properties is not None:
         path = f"eventList.{index}.properties"
         parsed = parse_properties(properties, path)
-        for key in parsed:
-            if key.lower() in FORBIDDEN_EVENT_PROPERTY_KEYS:
-                raise ApiError(
-                    INVALID_INPUT,
-                    f"Invalid key '{key}' in '{path}': userId, sessionId, eventType, timestamp,"
-                    " recommendationId and impression are not allowed in properties",
-                    rule="forbidden_property_key",
-                )
+        check_property_keys(parsed, path)
         if item_id is None and "itemId" in parsed:
             item_id = _legacy_item_id(parsed["itemId"], path)
         if event_value is None and "eventValue" in parsed:

@@ -40,6 +40,7 @@ class LocalPersonalize:
         host: str = "127.0.0.1",
         trackers: Iterable[str] = (),
         datasets: Iterable[str] = (),
+        action_trackers: Iterable[str] = (),
         extra_args: Sequence[str] = (),
         log_path: Path | None = None,
     ) -> None:
@@ -48,6 +49,7 @@ class LocalPersonalize:
         self.data_dir = Path(data_dir)
         self.trackers = list(trackers)
         self.datasets = list(datasets)
+        self.action_tracker_ids = list(action_trackers)
         self.extra_args = list(extra_args)
         self.log_path = log_path or self.data_dir.parent / f"local-personalize-{self.port}.log"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -75,6 +77,8 @@ class LocalPersonalize:
             cmd += ["--tracker", tracking_id]
         for arn in self.datasets:
             cmd += ["--dataset", arn]
+        for tracking_id in self.action_tracker_ids:
+            cmd += ["--action-tracker", tracking_id]
         return cmd + self.extra_args
 
     def start(self, timeout_s: float = 20.0) -> LocalPersonalize:
@@ -197,6 +201,30 @@ class LocalPersonalize:
 
     def users(self, dataset_arn: str | None = None) -> list[dict[str, Any]]:
         return self._paged("/_local/users", {"datasetArn": dataset_arn} if dataset_arn else {})
+
+    def actions(self, dataset_arn: str | None = None) -> list[dict[str, Any]]:
+        """PutActions records (``datasetArn``, ``actionId``, ``properties``, ``updatedAt``), in ID order."""
+        return self._paged("/_local/actions", {"datasetArn": dataset_arn} if dataset_arn else {})
+
+    def action_interactions(self, tracking_id: str | None = None) -> list[dict[str, Any]]:
+        """Stored PutActionInteractions interactions in arrival order (duplicates by eventId not stored)."""
+        return self._paged("/_local/action-interactions", {"trackingId": tracking_id} if tracking_id else {})
+
+    def action_trackers(self) -> list[dict[str, Any]]:
+        """Action-interaction tracking IDs with their dataset and dataset group (None when registered bare)."""
+        result: list[dict[str, Any]] = self._json("GET", "/_local/action-trackers")
+        return result
+
+    def data_deletions(self, dataset_group_arn: str | None = None) -> list[dict[str, Any]]:
+        """Data deletion jobs with what each removed: users, per-source counts, cutoff, overlaps (oldest first)."""
+        query = f"?{urllib.parse.urlencode({'datasetGroupArn': dataset_group_arn})}" if dataset_group_arn else ""
+        result: list[dict[str, Any]] = self._json("GET", f"/_local/data-deletions{query}")
+        return result
+
+    def bulk_counts(self) -> dict[str, int]:
+        """Bulk-imported rows per dataset ARN (interactions and records)."""
+        result: dict[str, int] = self._json("GET", "/_local/bulk")
+        return result
 
     def resources(self, kind: str | None = None) -> list[dict[str, Any]]:
         """Control-plane resources with their statuses (``kind``: ``solution-version``, ``campaign`` …)."""

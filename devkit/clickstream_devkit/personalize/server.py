@@ -25,6 +25,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from clickstream_devkit.personalize.actions_api import ActionsApi
 from clickstream_devkit.personalize.args import DESCRIPTION, add_arguments
 from clickstream_devkit.personalize.control.deps import ControlOptions
 from clickstream_devkit.personalize.control.plane import install
@@ -66,8 +67,10 @@ class PersonalizeService:
         self.events_model = load_service_model("personalize-events")
         self.control_plane: RawHandler | None = None
         self._routes: dict[tuple[str, str], RawHandler] = {}
-        events = EventsApi(store, self.stats, RequestValidator(self.events_model))
-        for operation, (path, handler) in events.routes().items():
+        validator = RequestValidator(self.events_model)
+        events = EventsApi(store, self.stats, validator)
+        actions = ActionsApi(store, self.stats, validator)
+        for operation, (path, handler) in (events.routes() | actions.routes()).items():
             self.add_route("POST", path, self.operation_route(operation, handler))
         self._add_local_routes()
 
@@ -135,6 +138,9 @@ class PersonalizeService:
             ("GET", "/_local/events"): self._events,
             ("GET", "/_local/items"): self._catalog("items"),
             ("GET", "/_local/users"): self._catalog("users"),
+            ("GET", "/_local/actions"): self._actions,
+            ("GET", "/_local/action-interactions"): self._action_interactions,
+            ("GET", "/_local/action-trackers"): self._action_trackers,
             ("GET", "/_local/trackers"): self._trackers,
             ("GET", "/_local/datasets"): self._datasets,
         }
@@ -181,6 +187,29 @@ class PersonalizeService:
             return json_response(rows, request_id)
 
         return list_records
+
+    async def _actions(self, request: web.Request, request_id: str) -> web.StreamResponse:
+        try:
+            limit, offset = _page(request.query)
+        except ValueError as error:
+            return json_response({"error": str(error)}, request_id, status=400)
+        rows = self.store.actions.list_actions(request.query.get("datasetArn"), limit, offset)
+        return json_response(rows, request_id)
+
+    async def _action_interactions(self, request: web.Request, request_id: str) -> web.StreamResponse:
+        try:
+            limit, offset = _page(request.query)
+        except ValueError as error:
+            return json_response({"error": str(error)}, request_id, status=400)
+        rows = self.store.actions.list_interactions(request.query.get("trackingId"), limit, offset)
+        return json_response(rows, request_id)
+
+    async def _action_trackers(self, request: web.Request, request_id: str) -> web.StreamResponse:
+        rows = [
+            {"trackingId": t.tracking_id, "datasetArn": t.dataset_arn, "datasetGroupArn": t.dataset_group_arn}
+            for t in self.store.actions.trackers()
+        ]
+        return json_response(rows, request_id)
 
     async def _trackers(self, request: web.Request, request_id: str) -> web.StreamResponse:
         rows = [
@@ -234,7 +263,10 @@ def dataset_type_from_arn(arn: str) -> str:
     """
     kind = arn.rsplit("/", 1)[-1].upper()
     if "/" not in arn or kind not in DATASET_TYPES:
-        raise ValueError(f"cannot tell the dataset type of {arn!r}: its last path segment must be ITEMS or USERS")
+        raise ValueError(
+            f"cannot tell the dataset type of {arn!r}: its last path segment must be ITEMS or USERS"
+            " (PutItems/PutUsers), ACTIONS (PutActions), INTERACTIONS or ACTION_INTERACTIONS"
+        )
     return kind
 
 
@@ -245,13 +277,22 @@ def dataset_group_from_arn(arn: str) -> str | None:
     return f"{prefix}:dataset-group/{group}" if resource and group else None
 
 
-def register(store: Store, trackers: Iterable[str], datasets: Iterable[str], arn_pattern: str) -> None:
+def register(
+    store: Store,
+    trackers: Iterable[str],
+    datasets: Iterable[str],
+    arn_pattern: str,
+    action_trackers: Iterable[str] = (),
+) -> None:
     """Apply the command-line registrations (idempotent, persisted)."""
     pattern = compile_pattern(arn_pattern)
-    for tracking_id in trackers:
+    for tracking_id in [*trackers, *action_trackers]:
         if not 1 <= len(tracking_id) <= 256:
             raise ValueError(f"tracking ID must have 1 to 256 characters: {tracking_id!r}")
+    for tracking_id in trackers:
         store.register_tracker(tracking_id)
+    for tracking_id in action_trackers:
+        store.actions.register_tracker(tracking_id)
     for arn in datasets:
         if len(arn) > 256 or pattern.fullmatch(arn) is None:
             raise ValueError(f"not a Personalize ARN: {arn!r}")
@@ -265,6 +306,7 @@ async def serve(
     *,
     trackers: Iterable[str] = (),
     datasets: Iterable[str] = (),
+    action_trackers: Iterable[str] = (),
     access_log: bool = False,
     ready: Callable[[str], None] | None = None,
     stop: asyncio.Event | None = None,
@@ -275,7 +317,7 @@ async def serve(
     try:
         service = PersonalizeService(store)
         arn_pattern = service.events_model.shape_for("Arn").metadata["pattern"]
-        register(store, trackers, datasets, arn_pattern)
+        register(store, trackers, datasets, arn_pattern, action_trackers)
         plane = install(service, data_dir, control or ControlOptions())
         runner = web.AppRunner(create_app(service), access_log=log if access_log else None, handle_signals=False)
         await runner.setup()
@@ -341,6 +383,7 @@ def run_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
                 args.data_dir,
                 trackers=args.tracker,
                 datasets=args.dataset,
+                action_trackers=args.action_tracker,
                 access_log=args.access_log,
                 ready=announce,
                 control=control,

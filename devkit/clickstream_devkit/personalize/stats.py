@@ -18,13 +18,18 @@ class Stats:
     `duplicate_events` is the part of those that was not stored (eventId seen before
     or an exact duplicate); `same_content_events` is the part of those with a new eventId
     (the exact-duplicate rule), so an audit by eventId can tell them from losses.
-    `rejected` is keyed ``"<ErrorCode>/<rule>"``."""
+    `actions` counts PutActions records, `action_interactions` every interaction of an
+    accepted PutActionInteractions request and `duplicate_action_interactions` the part of
+    those not stored (eventId seen before). `rejected` is keyed ``"<ErrorCode>/<rule>"``."""
 
     accepted_events: int = 0
     duplicate_events: int = 0
     same_content_events: int = 0
     items: int = 0
     users: int = 0
+    actions: int = 0
+    action_interactions: int = 0
+    duplicate_action_interactions: int = 0
     requests: Counter[str] = field(default_factory=Counter)
     rejected: Counter[str] = field(default_factory=Counter)
 
@@ -41,6 +46,9 @@ class Stats:
             "injected_errors": injected_errors,
             "items": self.items,
             "users": self.users,
+            "actions": self.actions,
+            "action_interactions": self.action_interactions,
+            "duplicate_action_interactions": self.duplicate_action_interactions,
             "requests": dict(self.requests),
             "stored": stored,
         }

@@ -27,6 +27,10 @@ control plane's Delete* operations use the `retire_tracker` / `forget_trackers` 
 dataset group's interactions (DeleteEventTracker "does not delete the dataset"), and a
 deleted dataset takes its stored records with it.
 
+Actions, action interactions and their trackers live in the same file (`action_store`,
+composed here as `actions`). Data deletion jobs remove users' records through
+`erase_events` / `erase_users`; which rows go is decided by the pure `erasure` rules.
+
 The connection is used from the event-loop thread only; a component that needs
 another thread (e.g. training) should open its own `Store` on the same directory.
 """
@@ -41,6 +45,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
+
+from clickstream_devkit.personalize.action_store import ActionTables
+from clickstream_devkit.personalize.erasure import StoredRow, select
 
 DB_FILE: Final = "local-personalize.sqlite3"
 SCHEMA_VERSION: Final = 1
@@ -207,6 +214,8 @@ class Store:
             seen = self._seen_for(tracking_id)
             seen.event_ids.add(event_id)
             seen.contents.add(key)
+        #: PutActions / PutActionInteractions data and the action-interaction trackers.
+        self.actions = ActionTables(self._db, self._transaction)
 
     def close(self) -> None:
         self._db.close()
@@ -290,11 +299,13 @@ class Store:
             self._seen.pop(tracking_id, None)
 
     def unregister_dataset(self, arn: str) -> None:
-        """DeleteDataset: forget the dataset and the items/users PutItems/PutUsers stored in it."""
+        """DeleteDataset: forget the dataset and what PutItems/PutUsers/PutActions(/Interactions) stored in it."""
         with self._transaction():
             self._db.execute("DELETE FROM datasets WHERE dataset_arn = ?", (arn,))
             self._db.execute("DELETE FROM items WHERE dataset_arn = ?", (arn,))
             self._db.execute("DELETE FROM users WHERE dataset_arn = ?", (arn,))
+            self.actions.forget_dataset(arn)
+        self.actions.after_forget(arn)
         self._datasets.pop(arn, None)
 
     def tracker(self, tracking_id: str) -> Tracker | None:
@@ -395,6 +406,52 @@ class Store:
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
 
+    # -- user erasure (data deletion jobs) ---------------------------------------------
+
+    def erase_events(self, tracking_id: str, users: frozenset[str], cutoff: float) -> tuple[int, int]:
+        """Delete the tracker's events of `users` stored at or before `cutoff` (see `erasure`): (deleted, kept).
+
+        Their event IDs and content keys are forgotten too, as for a deleted dataset: the
+        rows are gone, so a copy sent again is new data.
+        """
+        rows = [
+            StoredRow(seq, user, session, received)
+            for seq, user, session, received in self._db.execute(
+                "SELECT seq, user_id, session_id, received_at FROM events WHERE tracking_id = ? ORDER BY seq",
+                (tracking_id,),
+            )
+        ]
+        selection = select(rows, users, cutoff)
+        if not selection.delete:
+            return 0, selection.kept
+        with self._transaction():
+            gone = [
+                row
+                for seq in selection.delete
+                for row in self._db.execute("DELETE FROM events WHERE seq = ? RETURNING event_id, content_key", (seq,))
+            ]
+        seen = self._seen_for(tracking_id)
+        seen.event_ids.difference_update(event_id for event_id, _ in gone)
+        seen.contents.difference_update(key for _, key in gone)
+        return len(gone), selection.kept
+
+    def erase_users(self, dataset_arn: str, users: frozenset[str], cutoff: float) -> tuple[int, int]:
+        """Delete the PutUsers records of `users` last written at or before `cutoff`: (deleted, kept)."""
+        found = [
+            (user_id, updated_at)
+            for user_id, updated_at in self._db.execute(
+                "SELECT user_id, updated_at FROM users WHERE dataset_arn = ?", (dataset_arn,)
+            )
+            if user_id in users
+        ]
+        doomed = [user_id for user_id, updated_at in found if updated_at <= cutoff]
+        if doomed:
+            with self._transaction():
+                self._db.executemany(
+                    "DELETE FROM users WHERE dataset_arn = ? AND user_id = ?", [(dataset_arn, u) for u in doomed]
+                )
+        return len(doomed), len(found) - len(doomed)
+
     # -- reads (inspection API) -----------------------------------------------------
 
     def list_events(self, tracking_id: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
@@ -442,10 +499,11 @@ class Store:
         return [{"datasetArn": r[0], id_key: r[1], "properties": r[2], "updatedAt": r[3]} for r in rows]
 
     def counts(self) -> dict[str, int]:
-        return {
+        counts = {
             table: int(self._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
             for table in ("events", "items", "users")
         }
+        return counts | self.actions.counts()
 
 
 class _Transaction:

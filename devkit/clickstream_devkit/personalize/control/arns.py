@@ -23,10 +23,23 @@ PARTITION: Final = "aws"
 DEFAULT_ACCOUNT: Final = "123456789012"
 DEFAULT_REGION: Final = "us-east-1"
 
-#: CreateDataset's datasetType values this stand-in serves -> the ARN's type segment.
-DATASET_TYPE_SEGMENTS: Final = {"interactions": "INTERACTIONS", "items": "ITEMS", "users": "USERS"}
-#: The same, as DescribeDataset reports them (the model documents "Interactions", "Items", "Users").
-DATASET_TYPE_NAMES: Final = {"interactions": "Interactions", "items": "Items", "users": "Users"}
+#: CreateDataset's datasetType values (case-insensitive) -> the ARN's type segment.
+DATASET_TYPE_SEGMENTS: Final = {
+    "interactions": "INTERACTIONS",
+    "items": "ITEMS",
+    "users": "USERS",
+    "actions": "ACTIONS",
+    "action_interactions": "ACTION_INTERACTIONS",
+}
+#: The same, as DescribeDataset reports them (the model documents "Interactions", "Items", "Users",
+#: "Actions", "Action_Interactions").
+DATASET_TYPE_NAMES: Final = {
+    "interactions": "Interactions",
+    "items": "Items",
+    "users": "Users",
+    "actions": "Actions",
+    "action_interactions": "Action_Interactions",
+}
 
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/([a-z0-9-]+)/")
 
@@ -77,6 +90,10 @@ def event_tracker_arn(ctx: RequestContext, tracker_id: str) -> str:
 
 def import_job_arn(ctx: RequestContext, name: str) -> str:
     return ctx.arn(f"dataset-import-job/{name}")
+
+
+def data_deletion_job_arn(ctx: RequestContext, name: str) -> str:
+    return ctx.arn(f"data-deletion-job/{name}")
 
 
 def solution_arn(ctx: RequestContext, name: str) -> str:

@@ -1,17 +1,24 @@
 """Dataset groups and datasets: Create/Describe/List for both.
 
 A dataset created here is registered with the events store at once, with its status, so
-PutItems/PutUsers answer ResourceInUseException while it is still CREATE PENDING or
-CREATE IN_PROGRESS and work as soon as it is ACTIVE, exactly as the data plane treats
-any dataset. Supported types are the three the issue needs: Interactions, Items, Users
-(case-insensitive, as on the real API); Actions and Action_Interactions are refused with
-a clear message. One dataset per type per group is implied by the ARN format
-(``dataset/<group>/<TYPE>``): a second one is ResourceAlreadyExistsException.
+PutItems/PutUsers/PutActions answer ResourceInUseException while it is still CREATE PENDING
+or CREATE IN_PROGRESS and work as soon as it is ACTIVE, exactly as the data plane treats
+any dataset. Types (case-insensitive, as on the real API): Interactions, Items, Users,
+Actions, Action_Interactions; the schema must be of the same type. One dataset per type
+per group is implied by the ARN format (``dataset/<group>/<TYPE>``): a second one is
+ResourceAlreadyExistsException.
+
+An Action_Interactions dataset comes with its action interaction event tracker: its
+``trackingId`` is in DescribeDataset (the model's ``Dataset.trackingId``) and is what
+PutActionInteractions takes; it follows the dataset's status. "You can't create next best
+action resources, including Actions and Action Interactions datasets, in a domain dataset
+group" (developer guide): InvalidInputException.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import uuid
+from typing import Any, Final
 
 from clickstream_devkit.personalize.control import control_store as kinds
 from clickstream_devkit.personalize.control import schemas_api
@@ -36,6 +43,9 @@ from clickstream_devkit.personalize.control.deps import (
     summary,
 )
 from clickstream_devkit.personalize.control.pagination import listing, paginate
+
+#: The dataset types of the next-best-action recipes (not allowed in a domain dataset group).
+ACTION_TYPES: Final = frozenset({"actions", "action_interactions"})
 
 
 class DatasetsApi:
@@ -89,15 +99,20 @@ class DatasetsApi:
         kind = body["datasetType"].lower()
         if kind not in DATASET_TYPE_SEGMENTS:
             raise invalid(
-                f"Dataset type {body['datasetType']} is not supported by local-personalize"
-                " (development stand-in): use Interactions, Items or Users."
+                f"Dataset type {body['datasetType']} is not a dataset type: use Interactions, Items, Users,"
+                " Actions or Action_Interactions."
             )
-        schema = schemas_api.load(self._deps, body["schemaArn"])
+        schema_kind = schemas_api.dataset_type_of(self._deps, body["schemaArn"])
         group = require(self._deps, body["datasetGroupArn"], kinds.DATASET_GROUP, "dataset group")
-        if schema.dataset_type.value != kind:
+        if schema_kind != kind:
             raise invalid(
-                f"Schema {body['schemaArn']} is a {schema.name} schema; a dataset of type "
-                f"{DATASET_TYPE_NAMES[kind]} needs a {DATASET_TYPE_NAMES[kind]} schema."
+                f"Schema {body['schemaArn']} is a {DATASET_TYPE_NAMES.get(schema_kind, schema_kind)} schema; a dataset"
+                f" of type {DATASET_TYPE_NAMES[kind]} needs a {DATASET_TYPE_NAMES[kind]} schema."
+            )
+        if kind in ACTION_TYPES and group.doc.get("domain"):
+            raise invalid(
+                f"Dataset group {group.arn} is a {group.doc['domain']} domain dataset group; Actions and"
+                " Action_Interactions datasets can only be created in a custom dataset group."
             )
         require_active(group, "dataset group")
         arn = dataset_arn(group.arn, kind)
@@ -109,6 +124,8 @@ class DatasetsApi:
             "datasetType": DATASET_TYPE_NAMES[kind],
             "schemaArn": body["schemaArn"],
         }
+        if kind == "action_interactions":
+            doc["trackingId"] = str(uuid.uuid4())
         dataset = new_resource(ctx, arn, kinds.DATASET, doc, parent=group.arn)
         self._deps.resources.add(dataset)
         self._register(dataset)
@@ -125,13 +142,15 @@ class DatasetsApi:
         return listing("datasets", [summary(r, "name", "datasetArn", "datasetType") for r in page], token)
 
     def _register(self, dataset: Resource) -> None:
-        """Mirror the dataset (and its status) into the events store, which serves PutItems/PutUsers."""
+        """Mirror the dataset (its status, its action tracker) into the events store, which serves Put*."""
         store = self._deps.store
         store.register_dataset(dataset.arn, dataset.doc["datasetType"], dataset.parent)
+        if "trackingId" in dataset.doc:
+            store.actions.register_tracker(dataset.doc["trackingId"], dataset.arn, dataset.parent)
         if dataset.status != st.ACTIVE:
             store.set_dataset_status(dataset.arn, dataset.status or st.PENDING)
 
 
 def group_datasets(deps: Deps, group_arn: str) -> dict[str, Resource]:
-    """The group's datasets by lower-case type (``interactions``, ``items``, ``users``)."""
+    """The group's datasets by lower-case type (``interactions``, ``items``, ``users``, ``actions``, …)."""
     return {r.doc["datasetType"].lower(): r for r in deps.resources.all(kinds.DATASET, group_arn)}

@@ -47,6 +47,8 @@ from worker.schemas import DatasetSchema
 log = logging.getLogger(__name__)
 
 MAX_BUSY_IMPORT_JOBS: Final = 5
+#: Dataset types the stand-in imports from CSV (the action types take records through the data plane only).
+BULK_TYPES: Final = frozenset({"interactions", "items", "users"})
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,11 @@ class ImportsApi:
 
     def create_dataset_import_job(self, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
         dataset = require(self._deps, body["datasetArn"], kinds.DATASET, "dataset")
+        if dataset.doc["datasetType"].lower() not in BULK_TYPES:
+            raise invalid(
+                f"Bulk imports into {dataset.doc['datasetType']} datasets are not supported by local-personalize"
+                " (development stand-in): use PutActions / PutActionInteractions."
+            )
         location = (body.get("dataSource") or {}).get("dataLocation")
         if not location:
             raise invalid("dataSource.dataLocation is required.")
