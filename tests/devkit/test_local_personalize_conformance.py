@@ -55,8 +55,9 @@ OPERATIONS: dict[str, tuple[str, ...]] = {
         "CreateBatchInferenceJob", "DescribeBatchInferenceJob", "ListBatchInferenceJobs",
         "DeleteCampaign", "DeleteSolution", "DeleteEventTracker", "DeleteFilter", "DeleteDataset", "DeleteSchema",
         "DeleteDatasetGroup",
+        "CreateDataDeletionJob", "DescribeDataDeletionJob", "ListDataDeletionJobs",
     ),
-    "personalize-events": ("PutEvents", "PutItems", "PutUsers"),
+    "personalize-events": ("PutEvents", "PutItems", "PutUsers", "PutActions", "PutActionInteractions"),
     "personalize-runtime": ("GetRecommendations", "GetPersonalizedRanking"),
 }  # fmt: skip
 #: Semantic fixes so the valid request is valid beyond its shape.
@@ -68,6 +69,11 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "PutEvents": {"trackingId": TRACKING_ID},
     "PutItems": {"datasetArn": ITEMS_ARN},
     "PutUsers": {"datasetArn": USERS_ARN},
+    "PutActions": {"datasetArn": f"{ACCOUNT_ARN}:dataset/Conf/ACTIONS"},
+    "PutActionInteractions": {
+        "actionInteractions": [{"actionId": "a1", "sessionId": "s1", "timestamp": 1_700_000_000, "eventType": "Viewed"}]
+    },
+    "CreateDataDeletionJob": {"dataSource": {"dataLocation": "s3://bucket/users.csv"}},
     "GetRecommendations": {"campaignArn": f"{ACCOUNT_ARN}:campaign/none", "userId": "u1"},
 }
 #: Answers that show a request passed validation (the resources it names need not exist).

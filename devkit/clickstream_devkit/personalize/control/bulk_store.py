@@ -11,7 +11,8 @@ opens its own short-lived connection, so any thread may call it.
 
 Idempotence: every interaction row carries the ARN of the job that imported it and a
 job first deletes its own rows, so an import that is re-run after a crash (see
-`jobs`) never doubles the data.
+`jobs`) never doubles the data. The job ARN also tells a data deletion job which rows
+were imported before it started (`erase_users`).
 """
 
 from __future__ import annotations
@@ -131,6 +132,55 @@ def delete_dataset(path: Path, dataset_arn: str) -> None:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+
+
+@dataclass(frozen=True, slots=True)
+class BulkErasure:
+    interactions: int
+    users: int
+    #: Rows of the users imported by jobs that were not ACTIVE by the cutoff (kept).
+    kept: int
+
+
+def erase_users(
+    path: Path,
+    interactions_dataset: str | None,
+    users_dataset: str | None,
+    users: frozenset[str],
+    jobs: frozenset[str],
+) -> BulkErasure:
+    """Delete the users' bulk interactions and Users records imported by `jobs`, in one transaction.
+
+    Rows of the same users imported by other jobs (still running, or finished after the
+    deletion job started) are counted as kept.
+    """
+    counts = {"interactions": 0, "users": 0, "kept": 0}
+    targets = (
+        ("interactions", "bulk_interactions", "user_id", interactions_dataset),
+        ("users", "bulk_records", "record_id", users_dataset),
+    )
+    with _connect(path) as db:
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS erase_users (id TEXT PRIMARY KEY) WITHOUT ROWID")
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS erase_jobs (arn TEXT PRIMARY KEY) WITHOUT ROWID")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("INSERT OR IGNORE INTO erase_users (id) VALUES (?)", [(u,) for u in users])
+            db.executemany("INSERT OR IGNORE INTO erase_jobs (arn) VALUES (?)", [(j,) for j in jobs])
+            for key, table, column, dataset in targets:
+                if dataset is None:
+                    continue
+                mine = f"dataset_arn = ? AND {column} IN (SELECT id FROM erase_users)"
+                counts[key] = db.execute(
+                    f"DELETE FROM {table} WHERE {mine} AND job_arn IN (SELECT arn FROM erase_jobs)", (dataset,)
+                ).rowcount
+                counts["kept"] += db.execute(f"SELECT count(*) FROM {table} WHERE {mine}", (dataset,)).fetchone()[0]
+            db.execute("DELETE FROM erase_users")
+            db.execute("DELETE FROM erase_jobs")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    return BulkErasure(counts["interactions"], counts["users"], counts["kept"])
 
 
 def read_interactions(path: Path, dataset_arn: str) -> list[BulkInteraction]:

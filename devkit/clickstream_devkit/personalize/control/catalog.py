@@ -7,8 +7,9 @@ columns), the same merge the training reads (`training_data.items_metadata`). Fi
 are upper-cased: the filter grammar matches them case-insensitively.
 
 Each dataset's records are loaded on first use and then kept current: a PutItems/PutUsers
-commit updates its records in place (store record listener); a finished import job or a
-deletion drops the dataset, which is reloaded on the next request.
+commit updates its records in place (store record listener); a finished import job, a
+deletion or a data deletion job of its group drops the dataset, which is reloaded on the
+next request.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from clickstream_devkit.personalize.control import bulk_store, schemas_api
+from clickstream_devkit.personalize.control import control_store as kinds
 from clickstream_devkit.personalize.control.control_store import Resource
 from clickstream_devkit.personalize.control.deps import Deps
 
@@ -39,9 +41,14 @@ class Catalog:
         deps.store.add_record_listener(self._on_records)
         deps.on_import_done.append(self.invalidate)
         deps.on_deleted.append(lambda resource: self.invalidate(resource.arn))
+        deps.on_records_erased.append(self._forget_group)
 
     def invalidate(self, dataset_arn: str) -> None:
         self._datasets.pop(dataset_arn, None)
+
+    def _forget_group(self, group_arn: str) -> None:
+        for dataset in self._deps.resources.all(kinds.DATASET, group_arn):
+            self.invalidate(dataset.arn)
 
     def records(self, dataset: Resource) -> Mapping[str, Mapping[str, str]]:
         """Record ID -> {FIELD: value} of an Items or Users dataset."""

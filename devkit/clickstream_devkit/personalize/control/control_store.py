@@ -1,9 +1,10 @@
 """Control-plane resources of the local Personalize, persisted in ``control.sqlite3``.
 
 One generic table holds every resource (schema, dataset group, dataset, event tracker,
-import job, solution, solution version, campaign, filter, batch inference job): its ARN, kind, parent, status,
-timestamps, the public document DescribeX returns (``doc``) and private bookkeeping
-(``meta``: injected failures, the pending campaign update, the model file …). Resources
+import job, solution, solution version, campaign, filter, batch inference job, data
+deletion job): its ARN, kind, parent, status, timestamps, the public document DescribeX
+returns (``doc``) and private bookkeeping (``meta``: injected failures, the pending
+campaign update, the model file …). Resources
 are few, so all of them are mirrored in memory and every write goes straight to SQLite:
 a restart reloads exactly what was last acknowledged, including every in-flight status,
 which is what lets the background drivers resume (see `jobs`).
@@ -23,6 +24,7 @@ from typing import Any, Final
 from clickstream_devkit.personalize.control.resource import (
     BATCH_INFERENCE_JOB,
     CAMPAIGN,
+    DATA_DELETION_JOB,
     DATASET,
     DATASET_GROUP,
     EVENT_TRACKER,
@@ -55,6 +57,7 @@ __all__ = [
     "CAMPAIGN",
     "DATASET",
     "DATASET_GROUP",
+    "DATA_DELETION_JOB",
     "EVENT_TRACKER",
     "FILTER",
     "IMPORT_JOB",

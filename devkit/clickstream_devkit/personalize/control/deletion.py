@@ -11,6 +11,8 @@ The rules are the API reference's (M-CP operation docs):
   version counts as well: it reads the version's model);
 * DeleteSchema: "you must delete all datasets referencing the schema";
 * DeleteFilter: not while a batch inference job that uses it is in progress (DG);
+* DeleteDatasetGroup and DeleteDataset: not while a data deletion job of the group is
+  PENDING or IN_PROGRESS (it reads and rewrites the group's datasets);
 * every kind: not while the resource itself is being created (CREATE PENDING /
   CREATE IN_PROGRESS), has a campaign update in progress, or is already being deleted.
 
@@ -18,7 +20,7 @@ A dependent that is itself DELETE PENDING or DELETE IN_PROGRESS still exists and
 blocks, as on the service, so a clean-up script waits for each Describe to answer
 ResourceNotFoundException before deleting the parent. What goes along with a resource
 (`cascade`): a dataset group's filters (the reference lists no rule for them, so they do
-not block), a dataset's import jobs, a solution's versions.
+not block) and finished data deletion jobs, a dataset's import jobs, a solution's versions.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
+from clickstream_devkit.personalize.control import data_deletion
 from clickstream_devkit.personalize.control import resource as kinds
 from clickstream_devkit.personalize.control import status as st
 from clickstream_devkit.personalize.control.resource import Resource
@@ -41,6 +44,7 @@ LABELS: Final = {
     kinds.CAMPAIGN: "campaign",
     kinds.FILTER: "filter",
     kinds.BATCH_INFERENCE_JOB: "batch inference job",
+    kinds.DATA_DELETION_JOB: "data deletion job",
 }
 _RUNNING: Final = st.BUSY
 
@@ -73,10 +77,10 @@ def _dependents(target: Resource, others: list[Resource]) -> list[Resource]:
     kind = target.kind
     if kind == kinds.DATASET_GROUP:
         owned = (kinds.DATASET, kinds.EVENT_TRACKER, kinds.SOLUTION)
-        return [r for r in others if r.kind in owned and r.parent == target.arn]
+        return [r for r in others if r.kind in owned and r.parent == target.arn] + _erasing(others, target.arn)
     if kind == kinds.DATASET:
         group = target.parent
-        return [
+        running = [
             r
             for r in others
             if r.status in _RUNNING
@@ -85,6 +89,7 @@ def _dependents(target: Resource, others: list[Resource]) -> list[Resource]:
                 or (r.kind == kinds.SOLUTION_VERSION and r.doc.get("datasetGroupArn") == group)
             )
         ]
+        return running + _erasing(others, group)
     if kind == kinds.SOLUTION:
         versions = {r.arn for r in others if r.kind == kinds.SOLUTION_VERSION and r.parent == target.arn}
         campaigns = [r for r in others if r.kind == kinds.CAMPAIGN and _campaign_uses(r, target.arn)]
@@ -106,6 +111,13 @@ def _dependents(target: Resource, others: list[Resource]) -> list[Resource]:
     return []
 
 
+def _erasing(others: list[Resource], group: str | None) -> list[Resource]:
+    """The group's data deletion jobs that are still PENDING or IN_PROGRESS."""
+    return [
+        r for r in others if r.kind == kinds.DATA_DELETION_JOB and r.parent == group and r.status in data_deletion.BUSY
+    ]
+
+
 def _campaign_uses(campaign: Resource, solution_arn: str) -> bool:
     arns = [campaign.doc.get("solutionVersionArn", "")]
     update = campaign.doc.get("latestCampaignUpdate")
@@ -116,12 +128,9 @@ def _campaign_uses(campaign: Resource, solution_arn: str) -> bool:
 
 def cascade(target: Resource, resources: Iterable[Resource]) -> list[Resource]:
     """The resources removed together with `target` (see the module docstring)."""
-    kind = target.kind
     children = {
-        kinds.DATASET_GROUP: kinds.FILTER,
-        kinds.DATASET: kinds.IMPORT_JOB,
-        kinds.SOLUTION: kinds.SOLUTION_VERSION,
-    }.get(kind)
-    if children is None:
-        return []
-    return [r for r in resources if r.kind == children and r.parent == target.arn]
+        kinds.DATASET_GROUP: (kinds.FILTER, kinds.DATA_DELETION_JOB),
+        kinds.DATASET: (kinds.IMPORT_JOB,),
+        kinds.SOLUTION: (kinds.SOLUTION_VERSION,),
+    }.get(target.kind, ())
+    return [r for r in resources if r.kind in children and r.parent == target.arn]

@@ -57,6 +57,8 @@ class Deps:
     on_version_active: list[Callable[[Resource], None]] = field(default_factory=list)
     #: Called when a resource is gone for good (Delete*), with its last state: caches drop it.
     on_deleted: list[Callable[[Resource], None]] = field(default_factory=list)
+    #: Called when a data deletion job removed users' records, with the dataset group ARN.
+    on_records_erased: list[Callable[[str], None]] = field(default_factory=list)
 
     @property
     def step(self) -> float:

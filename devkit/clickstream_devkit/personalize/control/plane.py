@@ -10,8 +10,8 @@ minimums, contract §3); then the operation. Every error is HTTP 400 with
 an unexpected failure is 500 InternalFailure and the server keeps serving.
 
 `install` builds the shared state (control store, bulk store, jobs, runtime), hooks the
-control plane, the runtime routes and the ``/_local/resources`` and ``/_local/bulk``
-inspection routes into a
+control plane, the runtime routes and the ``/_local/resources``, ``/_local/bulk`` and
+``/_local/data-deletions`` inspection routes into a
 `PersonalizeService`, and `ControlPlane.start` resumes every resource's driver (a resource
 that was being deleted resumes its deletion).
 """
@@ -34,6 +34,7 @@ from clickstream_devkit.personalize.control.batch_api import BatchApi
 from clickstream_devkit.personalize.control.campaigns_api import CampaignsApi
 from clickstream_devkit.personalize.control.catalog import Catalog
 from clickstream_devkit.personalize.control.control_store import ControlStore, Resource
+from clickstream_devkit.personalize.control.data_deletion_api import DataDeletionApi
 from clickstream_devkit.personalize.control.datasets_api import DatasetsApi
 from clickstream_devkit.personalize.control.deletes_api import DeletesApi
 from clickstream_devkit.personalize.control.deps import ControlOptions, Deps, OpHandler
@@ -88,6 +89,7 @@ class ControlPlane:
         campaigns = CampaignsApi(deps)
         datasets = DatasetsApi(deps)
         self._deletes = DeletesApi(deps)
+        self.data_deletions = DataDeletionApi(deps)
         self._resumers: dict[str, _Resumable] = {
             kinds.DATASET_GROUP: datasets,
             kinds.DATASET: datasets,
@@ -98,6 +100,7 @@ class ControlPlane:
             kinds.CAMPAIGN: campaigns,
             kinds.FILTER: FiltersApi(deps),
             kinds.BATCH_INFERENCE_JOB: BatchApi(deps, serving),
+            kinds.DATA_DELETION_JOB: self.data_deletions,
         }
         self.operations: dict[str, OpHandler] = {}
         for ops in (SchemasApi(deps).operations(), RecipesApi(deps).operations(), self._deletes.operations()):
@@ -201,6 +204,7 @@ def install(service: PersonalizeService, data_dir: Path | str, options: ControlO
     history = HistoryIndex(service.store, deps.bulk_path)
     deps.on_import_done.append(history.invalidate_bulk)
     deps.on_deleted.append(lambda resource: _forget_history(history, resource))
+    deps.on_records_erased.append(lambda group: history.reset())
     serving = Serving(deps, history, ModelCache(models_dir), Filtering(deps, history, Catalog(deps)))
     plane = ControlPlane(service, deps, serving)
     runtime = RuntimeApi(deps, serving, RequestValidator(load_service_model("personalize-runtime")))
@@ -208,5 +212,6 @@ def install(service: PersonalizeService, data_dir: Path | str, options: ControlO
         service.add_route("POST", path, service.operation_route(operation, handler, inject_faults=False))
     service.add_route("GET", "/_local/resources", plane.inspect)
     service.add_route("GET", "/_local/bulk", plane.inspect_bulk)
+    service.add_route("GET", "/_local/data-deletions", plane.data_deletions.inspect)
     service.control_plane = plane
     return plane

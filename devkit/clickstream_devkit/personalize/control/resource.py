@@ -21,6 +21,7 @@ SOLUTION_VERSION: Final = "solution-version"
 CAMPAIGN: Final = "campaign"
 FILTER: Final = "filter"
 BATCH_INFERENCE_JOB: Final = "batch-inference-job"
+DATA_DELETION_JOB: Final = "data-deletion-job"
 
 
 @dataclass

@@ -28,8 +28,14 @@ def split_location(location: str) -> tuple[str, str]:
     return bucket, key
 
 
-def read_location(location: str, *, endpoint_url: str | None, region: str) -> list[tuple[str, bytes]]:
-    """The object(s) at `location` as (``s3://`` URI, bytes) pairs."""
+def read_location(
+    location: str, *, endpoint_url: str | None, region: str, max_bytes: int = MAX_TOTAL_BYTES
+) -> list[tuple[str, bytes]]:
+    """The object(s) at `location` as (``s3://`` URI, bytes) pairs; more than `max_bytes` in total fails.
+
+    Sizes are checked before the bodies are read (the listing's ``Size``, the object's
+    ``ContentLength``), so an oversized input costs no download.
+    """
     import boto3  # noqa: PLC0415 - only import jobs need it
     from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
 
@@ -38,20 +44,15 @@ def read_location(location: str, *, endpoint_url: str | None, region: str) -> li
     client: Any = boto3.session.Session().client("s3", endpoint_url=endpoint_url, region_name=region)
     try:
         if key and not key.endswith("/"):
-            body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
-            return [(location, bytes(body))]
-        keys: list[str] = []
+            response = client.get_object(Bucket=bucket, Key=key)
+            _check_size(location, int(response.get("ContentLength") or 0), max_bytes)
+            return [(location, bytes(response["Body"].read()))]
+        sizes: dict[str, int] = {}
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
-            keys.extend(obj["Key"] for obj in page.get("Contents", []) if not obj["Key"].endswith("/"))
-        files: list[tuple[str, bytes]] = []
-        total = 0
-        for k in sorted(keys):
-            data = bytes(client.get_object(Bucket=bucket, Key=k)["Body"].read())
-            total += len(data)
-            if total > MAX_TOTAL_BYTES:
-                raise ImportFailure(f"The data at {location} exceeds {MAX_TOTAL_BYTES} bytes.")
-            files.append((f"s3://{bucket}/{k}", data))
-        return files
+            sizes.update((obj["Key"], int(obj.get("Size", 0))) for obj in page.get("Contents", []))
+        keys = sorted(k for k in sizes if not k.endswith("/"))
+        _check_size(location, sum(sizes[k] for k in keys), max_bytes)
+        return [(f"s3://{bucket}/{k}", bytes(client.get_object(Bucket=bucket, Key=k)["Body"].read())) for k in keys]
     except ClientError as exc:
         error = exc.response.get("Error", {})
         raise ImportFailure(
@@ -59,6 +60,11 @@ def read_location(location: str, *, endpoint_url: str | None, region: str) -> li
         ) from None
     except BotoCoreError as exc:
         raise ImportFailure(f"Cannot read {location}: {exc}") from None
+
+
+def _check_size(location: str, size: int, max_bytes: int) -> None:
+    if size > max_bytes:
+        raise ImportFailure(f"The data at {location} is {size} bytes; this job reads at most {max_bytes} bytes.")
 
 
 def write_object(uri: str, data: bytes, *, endpoint_url: str | None, region: str) -> None:
