@@ -10,9 +10,9 @@ forever and the topic stays tiny.
 
 * ``save`` waits for the broker's acknowledgement (acks=all): once an action's outcome
   is recorded, the next leader will read it.
-* ``load_all`` reads the partition from the beginning up to its end and keeps the last
-  document per key. The end is found with ``end_offsets`` and confirmed by an empty
-  poll, because the embedded Tansu broker under-reports end offsets by the last batch.
+* ``load_all`` reads the partition from the beginning up to its end (control_topic.py)
+  and keeps the last document per key. The same topic carries the leader's published
+  observations (snapshot.py); they are skipped here.
 
 Order of writes versus actions (documented trade-off): the reconciler records an
 action's memory *after* the Personalize call succeeded. A leader crashing between the
@@ -24,14 +24,14 @@ listing the versions, so nothing is ever started twice.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import structlog
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
+from worker.schedule.control_topic import Record, read_control_topic
 from worker.schedule.state import Memory
 
 log = structlog.get_logger(__name__)
@@ -99,6 +99,21 @@ class InMemoryStore:
         return None
 
 
+def states_of(records: Iterable[Record]) -> dict[str, SolutionState]:
+    """The last memory per solution among control-topic records, oldest first (pure)."""
+    states: dict[str, SolutionState] = {}
+    for record in records:
+        decoded = decode_record(record.key, record.value)
+        if decoded is None:
+            continue
+        arn, state = decoded
+        if state is None:
+            states.pop(arn, None)
+        else:
+            states[arn] = state
+    return states
+
+
 def decode_record(key: bytes | None, value: bytes | None) -> tuple[str, SolutionState | None] | None:
     """(solution ARN, state) of one control-topic record; None for records of other kinds.
 
@@ -133,36 +148,7 @@ class KafkaMemoryStore:
         self._producer: Any = None
 
     def load_all(self) -> dict[str, SolutionState]:
-        timeout_ms = int(self.timeout_s * 1000)
-        consumer = KafkaConsumer(
-            **self._config, enable_auto_commit=False, group_id=None, allow_auto_create_topics=False
-        )
-        try:
-            if not consumer.partitions_for_topic(self.topic):
-                return {}  # no control topic yet: nothing remembered (and never auto-created here)
-            tp = TopicPartition(self.topic, 0)
-            consumer.assign([tp])
-            consumer.seek_to_beginning(tp)
-            end = consumer.end_offsets([tp], timeout_ms=timeout_ms).get(tp, 0)
-            states: dict[str, SolutionState] = {}
-            deadline = time.monotonic() + self.timeout_s
-            while time.monotonic() < deadline:
-                batch = consumer.poll(timeout_ms=300)
-                records = [r for rs in batch.values() for r in rs]
-                for record in records:
-                    decoded = decode_record(record.key, record.value)
-                    if decoded is None:
-                        continue
-                    arn, state = decoded
-                    if state is None:
-                        states.pop(arn, None)
-                    else:
-                        states[arn] = state
-                if not records and consumer.position(tp, timeout_ms=timeout_ms) >= end:
-                    return states
-            raise TimeoutError(f"could not read the scheduler memory from {self.topic!r} in {self.timeout_s:g}s")
-        finally:
-            consumer.close(autocommit=False, timeout_ms=2000)
+        return states_of(read_control_topic(self._config, self.topic, timeout_s=self.timeout_s))
 
     def save(self, solution_arn: str, state: SolutionState) -> None:
         if self._producer is None:
