@@ -40,13 +40,27 @@ class ControlTopicReader:
         self._tp = TopicPartition(topic, 0)
         self._consumer: Any = None
 
+    @property
+    def starts_over(self) -> bool:
+        """Whether the next `read` returns everything from the beginning (first read, or after an error)."""
+        return self._consumer is None
+
     def read(self, confirm_ms: int = 300) -> list[Record]:
         """Records appended since the last call (the first call: all the topic retains).
 
         Returns [] when the topic does not exist (it is never auto-created here). Raises
         TimeoutError when the end is not reached within ``timeout_s``; Kafka errors propagate.
+        After an error the next read starts over from the beginning, so no record is ever
+        skipped: fold records per key, last one wins, and a re-read changes nothing.
         `confirm_ms` is how long the final, empty poll waits.
         """
+        try:
+            return self._read(confirm_ms)
+        except BaseException:
+            self.close()
+            raise
+
+    def _read(self, confirm_ms: int) -> list[Record]:
         consumer = self._consumer
         if consumer is None:
             consumer = KafkaConsumer(

@@ -121,18 +121,16 @@ class KafkaSnapshotBoard:
 
     def latest(self) -> Mapping[str, Snapshot]:
         """Snapshots as of now: reads what was appended since the last call (short confirm poll)."""
-        first = self._reader is None
-        index = SnapshotIndex() if first else self._index  # (re)reading from the beginning: a new index
         if self._reader is None:
             self._reader = ControlTopicReader(self._config, self.topic, timeout_s=self.timeout_s)
+        first = self._reader.starts_over
+        index = SnapshotIndex() if first else self._index  # reading from the beginning: a new index
         try:
             for record in self._reader.read(confirm_ms=300 if first else 100):
                 index.apply(record.key, record.value, record.offset)
-        except Exception as exc:  # noqa: BLE001 - keep what we know; reread from the start next time
+        except Exception as exc:  # noqa: BLE001 - keep what we know; the reader starts over next time
             self.read_failures += 1
             log.warning("cannot read the leader's observations from the control topic", error=str(exc))
-            self._reader.close()
-            self._reader = None
             return dict(self._index.snapshots)
         self._index = index
         return dict(index.snapshots)
