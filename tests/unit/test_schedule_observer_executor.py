@@ -284,7 +284,8 @@ def test_leader_tick_creates_the_campaign_and_persists_memory(client: Any, stub:
     ) == 1.0
 
 
-def test_non_leader_observes_but_does_not_act(client: Any, stub: Stubber) -> None:
+def test_a_live_tick_without_the_lease_observes_and_decides_but_does_not_act(client: Any, stub: Stubber) -> None:
+    """``retrain --dry-run``: observe and decide without leading (a follower's tick observes nothing)."""
     cfg = SolutionSchedule(solution_arn=SOL)
     store = InMemoryStore()
     publisher = LifecyclePublisher(None, None, "/test")
@@ -292,7 +293,7 @@ def test_non_leader_observes_but_does_not_act(client: Any, stub: Stubber) -> Non
                             clock=lambda: NOW)  # fmt: skip
     stub.add_response("describe_solution", {"solution": {"solutionArn": SOL, "status": ACTIVE}}, {"solutionArn": SOL})
     stub.add_response("list_solution_versions", {"solutionVersions": []}, {"solutionArn": SOL})
-    [report] = reconciler.tick(may_act=False)
+    [report] = reconciler.tick(may_act=False, live=True)
     assert report.decision is not None and isinstance(report.decision.action, Train)  # would train: first FULL
     assert report.result is None and store.saves == 0 and not publisher.recent
 

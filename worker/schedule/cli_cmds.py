@@ -8,9 +8,17 @@ or ``WORKER_CONFIG``): its ``kafka`` section and its ``scheduler:`` section.
   SIGTERM/SIGINT;
 * ``retrain [--solution NAME] [--dry-run]``: one reconciliation pass now; prints the
   observed state and the decision. Without ``--dry-run`` it first takes the lease (so it
-  never acts next to a running leader) and gives up with exit code 3 if it cannot;
-* ``status``: solutions, versions (status, mode, metrics) and campaigns (serving
-  version, latest update), plus what the scheduler remembers (refused/promoted);
+  never acts next to a running leader) and gives up with exit code 3 if it cannot; as the
+  leader of that pass it publishes its observation, marked released when it exits. A dry
+  run observes Personalize itself (it answers "what would a pass decide now, with this
+  configuration", which the leader's published decision cannot), takes no lease, acts on
+  nothing and publishes nothing;
+* ``status [--live | --published]``: solutions, versions (status, mode, metrics) and
+  campaigns (serving version, latest update), plus what the scheduler remembers
+  (refused/promoted). By default it shows the leader's published observation (with its
+  age, replica and lease generation) and makes no Personalize call; when there is none,
+  or it is stale or its leader has stopped, it observes live and says why. ``--live``
+  always observes; ``--published`` never calls Personalize (Kafka access is enough).
 """
 
 from __future__ import annotations
@@ -20,17 +28,21 @@ import json
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
 from worker.config import ConfigError, WorkerSettings, load_settings
 from worker.config.scheduler import SchedulerSettings, resource_name
 from worker.records import DatasetType
+from worker.schedule.control_topic import read_control_topic
 from worker.schedule.lease import LeaderLease, ensure_control_topic
 from worker.schedule.lifecycle import LifecyclePublisher, SchedulerMetrics
-from worker.schedule.memory_store import InMemoryStore, KafkaMemoryStore, MemoryStore, SolutionState
+from worker.schedule.memory_store import InMemoryStore, KafkaMemoryStore, MemoryStore, SolutionState, states_of
 from worker.schedule.observer import ObserveError, VolumeCounter
 from worker.schedule.reconciler import Reconciler, TickReport
+from worker.schedule.snapshot import Claim, Snapshot, SnapshotIndex, describe_freshness, freshness, status_source
+from worker.schedule.snapshot_board import KafkaSnapshotBoard, SnapshotBoard, index_of
 from worker.schedule.state import Observation
 
 EXIT_CONFIG = 2
@@ -95,9 +107,9 @@ def _interaction_topics(settings: WorkerSettings, scheduler: SchedulerSettings) 
 
 
 def _reconciler(
-    settings: WorkerSettings, scheduler: SchedulerSettings, store: MemoryStore, out: TextIO | None = None
+    settings: WorkerSettings, scheduler: SchedulerSettings, store: MemoryStore, board: SnapshotBoard | None = None
 ) -> Reconciler:
-    from worker.schedule.service import personalize_client  # noqa: PLC0415 - boto3 client only when needed
+    from worker.schedule.service import personalize_client, replica_name  # noqa: PLC0415 - boto3 only when needed
 
     config = settings.kafka.client_config()
     return Reconciler(
@@ -109,6 +121,9 @@ def _reconciler(
         metrics=SchedulerMetrics(),
         volume=VolumeCounter(config, timeout_s=scheduler.kafka_timeout_s),
         input_topics=_interaction_topics(settings, scheduler),
+        board=board,
+        replica=replica_name() + " (retrain)",
+        tick_interval_s=scheduler.tick_interval_s,
     )
 
 
@@ -148,14 +163,14 @@ def _when(epoch_s: float | None) -> str:
     return "-" if not epoch_s else rfc3339(epoch_s)[:19].replace("T", " ")
 
 
-def render_observation(obs: Observation, state: SolutionState | None = None) -> str:
-    """Human table of one solution: its versions, then its campaigns (pure)."""
+def render_observation(obs: Observation, state: SolutionState | None = None, source: Sequence[str] = ()) -> str:
+    """Human table of one solution: where the view comes from, its versions, then its campaigns (pure)."""
     memory = obs.memory if state is None else state.memory
     solution = obs.solution
     recipe = (solution.recipe_arn or "-").rsplit("/", 1)[-1]
     auto = "ON (conflicts with the scheduler)" if solution.perform_auto_training else "off"
     lines = [f"solution {resource_name(solution.arn)}  status={solution.status}  recipe={recipe}  autoTraining={auto}",
-             f"  arn {solution.arn}"]  # fmt: skip
+             f"  arn {solution.arn}", *(f"  {line}" for line in source)]  # fmt: skip
     serving = {c.serving_version_arn: resource_name(c.arn) for c in obs.campaigns if c.serving_version_arn}
     rows = [["VERSION", "STATUS", "MODE", "CREATED", *(h for h, _ in _METRIC_COLUMNS), "NOTE"]]
     for v in sorted(obs.versions, key=lambda x: x.created_at, reverse=True):
@@ -291,16 +306,26 @@ def main_retrain(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO
             print(f"another scheduler holds the lease (group {scheduler.group_id!r}); not acting. "
                   "Use --dry-run to see its decision.", file=err)  # fmt: skip
             return EXIT_NO_LEASE
+    config = settings.kafka.client_config()
     store = _store(settings, scheduler, err) if args.dry_run else KafkaMemoryStore(
-        settings.kafka.client_config(), scheduler.control_topic, timeout_s=scheduler.kafka_timeout_s)  # fmt: skip
-    reconciler = _reconciler(settings, scheduler, store)
+        config, scheduler.control_topic, timeout_s=scheduler.kafka_timeout_s)  # fmt: skip
+    board = None if lease is None else KafkaSnapshotBoard(config, scheduler.control_topic,
+                                                          timeout_s=scheduler.kafka_timeout_s)  # fmt: skip
+    reconciler = _reconciler(settings, scheduler, store, board)
     try:
         reconciler.load(lease.generation if lease else 0)
         held = lease
-        reports = reconciler.tick(may_act=(lambda: held.is_leader) if held else False, only=only)
+        if held is None:
+            reports = reconciler.tick(may_act=False, only=only, live=True)
+        else:
+            reports = reconciler.tick(may_act=lambda: held.is_leader, only=only)
+            if held.is_leader:
+                reconciler.release()  # we leave the lease now: nobody refreshes what we published
     finally:
         if lease is not None:
             lease.stop()
+        if board is not None:
+            board.close()
         store.close()
         if reconciler.volume is not None:
             reconciler.volume.close()
@@ -318,6 +343,54 @@ def add_status_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "-c", help="YAML settings file (default: $WORKER_CONFIG)")
     parser.add_argument("--solution", help="only this configured solution (name or ARN)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--live", action="store_true",
+                        help="observe Personalize now instead of showing the leader's published observation")
+    source.add_argument("--published", action="store_true",
+                        help="only the leader's published observation, however old: no Personalize call")  # fmt: skip
+
+
+def _control_records(
+    settings: WorkerSettings, scheduler: SchedulerSettings, err: TextIO
+) -> tuple[dict[str, SolutionState], SnapshotIndex]:
+    """Memory and published observations from one read of the control topic (empty, with a warning, if unreadable)."""
+    try:
+        records = read_control_topic(settings.kafka.client_config(), scheduler.control_topic,
+                                     timeout_s=scheduler.kafka_timeout_s)  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - status still works live without the control topic
+        print(f"warning: scheduler control topic unreadable ({exc}); no leader observations or memory shown",
+              file=err)  # fmt: skip
+        return {}, SnapshotIndex()
+    return states_of(records), index_of(records)
+
+
+def leader_lines(snapshot: Snapshot, now: float, leader: Claim | None = None) -> list[str]:
+    """Where a published view comes from, and what the leader decided and did with it (pure)."""
+    state = freshness(snapshot, now)
+    mark = {"fresh": "", "stale": "STALE: ", "released": "NO LEADER: "}.get(state, "")
+    lines = [f"{mark}{describe_freshness(snapshot, now)}"]
+    if leader is not None and snapshot.generation is not None and leader.generation > snapshot.generation:
+        lines.append(f"a newer leader (replica {leader.replica}, lease generation {leader.generation}) "
+                     f"took over {max(0.0, now - leader.claimed_at):.0f} s ago and has not published yet")  # fmt: skip
+    if snapshot.decision is not None:
+        lines.append(f"leader's decision: {snapshot.decision} - {snapshot.reason}")
+    lines += [f"alert: {a}" for a in snapshot.alerts]
+    if snapshot.action is not None:
+        lines.append(f"leader's action: {snapshot.action}")
+    if snapshot.omitted_versions:
+        lines.append(f"({snapshot.omitted_versions} older versions not published)")
+    return lines
+
+
+def source_json(kind: str, detail: str, snapshot: Snapshot | None, now: float) -> dict[str, Any]:
+    doc: dict[str, Any] = {"kind": kind, "detail": detail}
+    if snapshot is not None and kind == "leader":
+        doc.update(
+            replica=snapshot.replica, generation=snapshot.generation, observed_at=snapshot.observed_at,
+            age_s=None if snapshot.age(now) is None else round(snapshot.age(now) or 0.0, 3),
+            published_at=snapshot.published_at, freshness=freshness(snapshot, now), error=snapshot.error,
+        )  # fmt: skip
+    return doc
 
 
 def main_status(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
@@ -325,26 +398,44 @@ def main_status(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO 
     if loaded is None:
         return EXIT_CONFIG
     settings, scheduler, only = loaded
-    store = _store(settings, scheduler, err)
-    reconciler = _reconciler(settings, scheduler, store)
-    reconciler.load()
+    mode = "live" if getattr(args, "live", False) else "published" if getattr(args, "published", False) else "auto"
+    states, index = _control_records(settings, scheduler, err)
+    reconciler: Reconciler | None = None  # built only if something must be observed live
     blocks: list[str] = []
     documents: list[dict[str, Any]] = []
     code = 0
     for cfg in scheduler.solutions:
         if only is not None and cfg.solution_arn != only:
             continue
-        try:
-            obs = reconciler.observe(cfg)
-        except ObserveError as exc:
-            blocks.append(f"solution {resource_name(cfg.solution_arn)}: {exc}")
+        name = resource_name(cfg.solution_arn)
+        snapshot = index.snapshots.get(cfg.solution_arn)
+        now = time.time()
+        kind, detail = status_source(snapshot, now, mode)
+        if kind == "leader" and snapshot is not None and snapshot.observation is not None:
+            blocks.append(render_observation(snapshot.observation, source=leader_lines(snapshot, now, index.leader)))
+            doc = _report_json(TickReport(cfg.solution_arn, snapshot.observation, source="published"))
+            doc["decision"] = {"action": {"kind": snapshot.decision}, "reason": snapshot.reason,
+                               "alerts": list(snapshot.alerts)}  # fmt: skip
+        elif kind == "live":
+            if reconciler is None:
+                reconciler = _reconciler(settings, scheduler, InMemoryStore(states))
+                reconciler.load()
+            try:
+                obs = reconciler.observe(cfg)
+            except ObserveError as exc:
+                blocks.append(f"solution {name}: {exc}")
+                code = 1
+                continue
+            source = [f"observed live by this command: {detail}"]
+            blocks.append(render_observation(obs, states.get(cfg.solution_arn), source=source))
+            doc = _report_json(TickReport(cfg.solution_arn, obs, source="live"))
+        else:
+            blocks.append(f"solution {name}: {detail}")
             code = 1
             continue
-        state = reconciler.states.get(cfg.solution_arn)
-        blocks.append(render_observation(obs, state))
-        documents.append(_report_json(TickReport(cfg.solution_arn, obs)))
-    if reconciler.volume is not None:
+        doc["source"] = source_json(kind, detail, snapshot, now)
+        documents.append(doc)
+    if reconciler is not None and reconciler.volume is not None:
         reconciler.volume.close()
-    store.close()
     print(json.dumps(documents, indent=2, default=str) if args.json else "\n\n".join(blocks), file=out)
     return code

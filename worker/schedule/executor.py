@@ -51,6 +51,12 @@ class ActResult:
     def failed(self) -> bool:
         return self.error_code is not None
 
+    def describe(self) -> str | None:
+        """``UpdateCampaign done``, ``CreateSolutionVersion failed: LimitExceededException``; None: no call."""
+        if self.operation is None:
+            return None
+        return f"{self.operation} " + (f"failed: {self.error_code}" if self.failed else "done")
+
 
 def act(client: Any, decision: Decision, memory: Memory, now: float) -> ActResult:
     """Perform `decision` against the boto3 ``personalize`` `client`."""

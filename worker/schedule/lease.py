@@ -33,6 +33,11 @@ log = structlog.get_logger(__name__)
 
 #: The control topic must have exactly one partition: the lease is "who owns partition 0".
 CONTROL_PARTITIONS = 1
+#: A new control topic is compacted, and its segments roll hourly: the leader republishes its
+#: observations every tick and compaction only cleans closed segments, so with the broker's
+#: weekly default readers (a new leader, a follower starting, `status`) would read a week of them.
+CONTROL_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.ms": "3600000"}
+_CONFIG_REFUSED = frozenset({kafka_errors.InvalidConfigurationError.errno, kafka_errors.PolicyViolationError.errno})
 
 
 def ensure_control_topic(client_config: Mapping[str, Any], topic: str, timeout_s: float = 10.0) -> bool:
@@ -54,12 +59,20 @@ def ensure_control_topic(client_config: Mapping[str, Any], topic: str, timeout_s
                     raise ValueError(f"control topic {topic!r} has {count} partitions; it must have exactly 1")
                 return False
         replication = min(3, max(1, len(admin.describe_cluster()["brokers"])))
-        new = NewTopic(topic, CONTROL_PARTITIONS, replication, topic_configs={"cleanup.policy": "compact"})
-        response = admin.create_topics([new], timeout_ms=timeout_ms, raise_errors=False)
-        for result in response.get("topics", []):
-            code = int(result.get("error_code", 0))
-            if code not in (0, kafka_errors.TopicAlreadyExistsError.errno):
-                raise RuntimeError(f"cannot create control topic {topic!r}: {kafka_errors.for_code(code).__name__}")
+        for configs in (CONTROL_TOPIC_CONFIGS, {"cleanup.policy": "compact"}):
+            new = NewTopic(topic, CONTROL_PARTITIONS, replication, topic_configs=dict(configs))
+            response = admin.create_topics([new], timeout_ms=timeout_ms, raise_errors=False)
+            codes = [int(result.get("error_code", 0)) for result in response.get("topics", [])]
+            refused = [c for c in codes if c in _CONFIG_REFUSED]
+            if refused and configs is CONTROL_TOPIC_CONFIGS:
+                log.warning("the broker refused the control topic's segment setting; creating it without",
+                            topic=topic, error=kafka_errors.for_code(refused[0]).__name__)  # fmt: skip
+                continue
+            for code in codes:
+                if code not in (0, kafka_errors.TopicAlreadyExistsError.errno):
+                    name = kafka_errors.for_code(code).__name__
+                    raise RuntimeError(f"cannot create control topic {topic!r}: {name}")
+            break
         admin.wait_for_topics([topic], timeout_ms=timeout_ms)
         return True
     finally:
@@ -140,6 +153,8 @@ class LeaderLease(threading.Thread):
             if leader == self._leader.is_set():
                 return
             if leader:
+                if self._stopping.is_set():
+                    return  # stop() cleared the flag; a last poll must not take the lease back
                 self.generation += 1
                 self._leader.set()
             else:

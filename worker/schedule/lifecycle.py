@@ -177,3 +177,28 @@ class SchedulerMetrics:
         self.last_tick = Gauge(
             "clickstream_scheduler_last_tick_timestamp_seconds", "When the last reconciliation pass ended.", registry=r
         )
+        self.observation_age = Gauge(
+            "clickstream_scheduler_observation_age_seconds",
+            "Age of the observation behind this replica's solution gauges at its last tick: about 0 on the "
+            "leader, the age of the leader's published observation elsewhere; absent when there is none.",
+            ["solution"],
+            registry=r,
+        )
+        self.personalize_calls = Counter(
+            "clickstream_scheduler_personalize_calls",
+            "HTTP requests this replica's scheduler sent to the Personalize control plane (retries included).",
+            ["operation"],
+            registry=r,
+        )
+
+    def count_calls(self, client: Any) -> None:
+        """Count every request a botocore `client` sends (its ``before-send`` event; a no-op for fakes)."""
+        events = getattr(getattr(client, "meta", None), "events", None)
+        if events is None:
+            return
+        counter = self.personalize_calls
+
+        def count(event_name: str = "", **_: Any) -> None:
+            counter.labels(operation=event_name.rsplit(".", 1)[-1]).inc()
+
+        events.register("before-send.personalize", count, unique_id=f"clickstream-scheduler-calls-{id(self)}")

@@ -8,8 +8,9 @@ makes the calls of one tick:
 * ListSolutionVersions, every page: the policy must see every version, or it could
   start a training while one is in flight;
 * GetSolutionMetrics for every ACTIVE version (candidates and served versions alike).
-  Metrics of an ACTIVE version never change, so they are cached; a failed fetch leaves
-  ``metrics=None`` (the gate waits) and is retried next tick;
+  Metrics of an ACTIVE version never change, so they are cached (a follower fills its
+  cache from the leader's published observations, so a failover does not refetch them);
+  a failed fetch leaves ``metrics=None`` (the gate waits) and is retried next tick;
 * DescribeCampaign per configured campaign (``latestCampaignUpdate`` included); a
   missing campaign is simply absent (its first promotion creates it);
 * ListDatasetImportJobs of the archive dataset when an archive import is configured.
@@ -196,6 +197,16 @@ class PersonalizeObserver:
             metrics = self.metrics(str(summary["solutionVersionArn"])) if summary.get("status") == ACTIVE else None
             views.append(version_view(summary, metrics))
         return tuple(sorted(views, key=lambda v: (v.created_at, v.arn)))
+
+    def remember_metrics(self, versions: Iterable[VersionView]) -> None:
+        """Take the metrics of ACTIVE versions from an observation made elsewhere (the leader's).
+
+        They never change once a version is ACTIVE, so a replica that becomes leader need not
+        fetch them all again; everything else it observes afresh.
+        """
+        for v in versions:
+            if v.status == ACTIVE and v.metrics is not None:
+                self._metrics.setdefault(v.arn, dict(v.metrics))
 
     def metrics(self, version_arn: str) -> dict[str, float] | None:
         cached = self._metrics.get(version_arn)

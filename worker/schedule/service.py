@@ -9,11 +9,18 @@ Used two ways:
 
 The loop ticks every ``tick_interval_s``; right after a tick that acted it ticks again
 at once (a promotion often follows a gate decision), at most `BURST` times in a row.
+
+Every replica ticks, but only the leader calls Personalize: it publishes what it observed
+on the control topic, and the others follow that (reconciler.py). When the leader stops
+cleanly it marks its observations released before leaving the lease group, so readers
+know nobody refreshes them until the next leader's first tick.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -33,6 +40,7 @@ from worker.schedule.lifecycle import LifecyclePublisher, SchedulerMetrics
 from worker.schedule.memory_store import KafkaMemoryStore
 from worker.schedule.observer import InteractionCounter, VolumeCounter
 from worker.schedule.reconciler import Reconciler, TickReport
+from worker.schedule.snapshot_board import KafkaSnapshotBoard
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +64,11 @@ def personalize_client(settings: SchedulerSettings, region: str | None, *, allow
     check_endpoint_security(client.meta.endpoint_url, allow_insecure_http=allow_insecure_http,
                             what="the Personalize control-plane endpoint (scheduler)")
     return client
+
+
+def replica_name() -> str:
+    """How this process is named in published observations: host (the pod's name) and PID."""
+    return f"{socket.gethostname()}/{os.getpid()}"
 
 
 class Scheduler:
@@ -87,15 +100,21 @@ class Scheduler:
         self.volume: InteractionCounter = (
             volume if volume is not None else VolumeCounter(self._kafka_config, timeout_s=timeout)
         )
+        self.board = KafkaSnapshotBoard(self._kafka_config, settings.control_topic, timeout_s=timeout)
+        if client is None:
+            client = personalize_client(settings, region, allow_insecure_http=allow_insecure_http)
+        self.metrics.count_calls(client)
         self.reconciler = Reconciler(
-            client if client is not None else personalize_client(settings, region,
-                                                                 allow_insecure_http=allow_insecure_http),
+            client,
             settings.solutions,
             store=self.store,
             publisher=self.publisher,
             metrics=self.metrics,
             volume=self.volume,
             input_topics=topics,
+            board=self.board,
+            replica=replica_name(),
+            tick_interval_s=settings.tick_interval_s,
         )
         lease = {**settings.lease.model_dump(), **(lease_overrides or {})}
         self.lease = LeaderLease(
@@ -155,8 +174,12 @@ class Scheduler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
+        if self.lease.is_leader and not (self._thread is not None and self._thread.is_alive()):
+            with contextlib.suppress(Exception):  # best effort: readers also notice silence
+                self.reconciler.release()
         self.lease.stop(timeout_s)
         self.volume.close()
+        self.board.close()
         self.store.close()
         self.publisher.flush()
         if self._producer is not None:
