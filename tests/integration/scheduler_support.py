@@ -9,17 +9,21 @@ the test thread (deterministic: a test decides exactly how far the loop runs).
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
+import yaml
+from clickstream_devkit.broker import EmbeddedBroker
 from clickstream_devkit.generator import ClickstreamGenerator
 
-from tests.helpers import LocalPersonalize
+from tests.helpers import TANSU_CONSUMER_SETTINGS, LocalPersonalize
 from worker.config import DEFAULT_SCHEMA_DIR
 from worker.config.mapping import default_mapping
 from worker.config.solutions import SolutionSchedule
@@ -36,6 +40,8 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/personalize-import"
 SCHEMA = load_schema(DEFAULT_SCHEMA_DIR / "interactions.json")
+NDCG10 = "normalized_discounted_cumulative_gain_at_10"
+LEASE = dict(TANSU_CONSUMER_SETTINGS)
 _names = itertools.count()
 
 
@@ -146,6 +152,45 @@ def make_lab(start: Callable[..., LocalPersonalize], *, with_data: int = 3000, s
     if with_data:
         lab.put(generated_interactions(seed, with_data))
     return lab
+
+
+def schedule(solution: str, camp: str | None = None, **overrides: Any) -> SolutionSchedule:
+    """A schedule that retrains as soon as allowed (tests set the guards they exercise)."""
+    data: dict[str, Any] = {
+        "solution_arn": solution,
+        "campaigns": [{"arn": camp}] if camp else [],
+        "full": {"interval_s": 1},
+        "min_interval_s": 0,
+        "max_trainings_per_day": 10,
+        "gate": {"metric": NDCG10, "max_relative_drop": 1.0},
+    }
+    data.update(overrides)
+    return SolutionSchedule.model_validate(data)
+
+
+def scheduler_section(cfg: SolutionSchedule, control: str, **extra: Any) -> dict[str, Any]:
+    """The ``scheduler:`` section of a service managing `cfg` on the control topic `control`."""
+    return {
+        "control_topic": control,
+        "group_id": control,
+        "lifecycle_topic": f"{control}-events",
+        "tick_interval_s": 0.2,
+        "lease": LEASE,
+        "solutions": [json.loads(cfg.model_dump_json())],
+        **extra,
+    }
+
+
+def write_config(path: Path, lab: Lab, broker: EmbeddedBroker, scheduler: dict[str, Any]) -> Path:
+    """A worker configuration file for the CLI commands (the scheduler talks to the lab)."""
+    config = {
+        "kafka": {"bootstrap_servers": broker.bootstrap},
+        "topics": [{"name": "clicks", "dataset_type": "interactions", "tracking_id": lab.tracking_id}],
+        "observability": {"http_port": 0, "log_format": "json"},
+        "scheduler": {"personalize_endpoint_url": lab.server.endpoint_url, "kafka_timeout_s": 5, **scheduler},
+    }
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
 
 
 @dataclass

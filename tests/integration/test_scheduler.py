@@ -24,24 +24,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from clickstream_devkit.broker import EmbeddedBroker
 from kafka import KafkaConsumer, KafkaProducer
 
 from tests.conftest import unique_name
-from tests.helpers import REPO_ROOT, TANSU_CONSUMER_SETTINGS, LocalPersonalize
+from tests.helpers import REPO_ROOT, LocalPersonalize
 from tests.integration.scheduler_support import (
+    NDCG10,
     Harness,
     Lab,
     acted,
     campaign_arn,
     generated_interactions,
     make_lab,
+    schedule,
+    scheduler_section,
     wait_status,
+    write_config,
 )
 from worker.config import KafkaSettings
 from worker.config.scheduler import SchedulerSettings
-from worker.config.solutions import SolutionSchedule
 from worker.records import Interaction
 from worker.schedule.cli_cmds import add_retrain_arguments, add_status_arguments, main_retrain, main_status
 from worker.schedule.lease import wait_for
@@ -52,24 +54,8 @@ from worker.schedule.state import ACTIVE, CREATE_IN_PROGRESS, CREATE_STOPPED
 
 pytestmark = pytest.mark.integration
 
-NDCG10 = "normalized_discounted_cumulative_gain_at_10"
-LEASE = dict(TANSU_CONSUMER_SETTINGS)
 RESULTS = REPO_ROOT / "build" / "test-results"
 Start = Callable[..., LocalPersonalize]
-
-
-def schedule(solution: str, camp: str | None = None, **overrides: Any) -> SolutionSchedule:
-    """A schedule that retrains as soon as allowed (tests set the guards they exercise)."""
-    data: dict[str, Any] = {
-        "solution_arn": solution,
-        "campaigns": [{"arn": camp}] if camp else [],
-        "full": {"interval_s": 1},
-        "min_interval_s": 0,
-        "max_trainings_per_day": 10,
-        "gate": {"metric": NDCG10, "max_relative_drop": 1.0},
-    }
-    data.update(overrides)
-    return SolutionSchedule.model_validate(data)
 
 
 def hit_events(item: str, users: int, per_user: int = 3) -> list[Interaction]:
@@ -98,29 +84,6 @@ def noise_events(items: list[str], users: int, per_user: int, seed: int = 5) -> 
         for u in range(users)
         for k in range(per_user)
     ]
-
-
-def write_config(path: Path, lab: Lab, broker: EmbeddedBroker, scheduler: dict[str, Any]) -> Path:
-    config = {
-        "kafka": {"bootstrap_servers": broker.bootstrap},
-        "topics": [{"name": "clicks", "dataset_type": "interactions", "tracking_id": lab.tracking_id}],
-        "observability": {"http_port": 0, "log_format": "json"},
-        "scheduler": {"personalize_endpoint_url": lab.server.endpoint_url, "kafka_timeout_s": 5, **scheduler},
-    }
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return path
-
-
-def scheduler_section(cfg: SolutionSchedule, control: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "control_topic": control,
-        "group_id": control,
-        "lifecycle_topic": f"{control}-events",
-        "tick_interval_s": 0.2,
-        "lease": LEASE,
-        "solutions": [json.loads(cfg.model_dump_json())],
-        **extra,
-    }
 
 
 def service(lab: Lab, broker: EmbeddedBroker, section: dict[str, Any]) -> Scheduler:
