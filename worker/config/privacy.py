@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from worker.config.base import _Frozen
 from worker.config.mapping import Paths, TimestampUnit
@@ -79,6 +79,11 @@ class PrivacySettings(_Frozen):
         description="ARNs of the dataset groups users are deleted from (each gets its own jobs)."
     )
     mapping: DeletionRequestMapping = Field(default_factory=DeletionRequestMapping)
+    digest_key: SecretStr = Field(
+        SecretStr(""),
+        description="Key of the users' digests in the state topic (without it a digest of a guessable ID can be "
+        "reversed); changing it makes the recorded requests unmatchable.",
+    )
     suppressed: Literal["dead_letter", "drop"] = Field(
         "dead_letter",
         description="A forgotten user's records: to the DLQ with stage 'suppressed', or dropped and counted.",
