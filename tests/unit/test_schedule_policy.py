@@ -38,6 +38,7 @@ from worker.schedule.state import (
     FULL,
     UPDATE,
     CampaignView,
+    DeletionView,
     ImportView,
     Memory,
     Observation,
@@ -127,6 +128,13 @@ def world(
         new_interactions=new,
         memory=memory if memory is not None else Memory(promoted={CAMP: frozenset({V(1)})}),
     )
+
+
+def deleted(*, running: str | None = None, completed_age: float | None = None,
+            versions: tuple[VersionView, ...] = (version(1, age=2 * D),), **kw: Any) -> Observation:
+    """A world whose dataset group has a running data deletion job and/or one that completed."""
+    completed = None if completed_age is None else NOW - completed_age
+    return replace(world(versions, **kw), deletion=DeletionView(running, completed))
 
 
 def schedule(**overrides: Any) -> SolutionSchedule:
@@ -323,6 +331,23 @@ CASES = [
     Case("volume-required-unknown", world(FULL_DUE, new=None), Nothing, cfg=VOLUME_REQUIRED, reason="unknown"),
     Case("volume-required-met", world(FULL_DUE, new=1_000), Train, {"trigger": "schedule"}, cfg=VOLUME_REQUIRED),
     Case("volume-required-does-not-trigger", world(new=1_000_000), Nothing, cfg=VOLUME_REQUIRED),
+    # -- data deletion (worker.privacy): trainings wait for a running job, a FULL follows it ----------
+    Case("deletion-completed-trains-full", deleted(completed_age=H), Train, {"mode": FULL, "trigger": "data_deletion"},
+         reason="data deletion job completed"),
+    Case("deletion-completed-ignores-required-data", deleted(completed_age=H, new=0), Train,
+         {"trigger": "data_deletion"}, cfg=VOLUME_REQUIRED),
+    Case("deletion-completed-respects-min-interval", deleted(completed_age=60, versions=(version(1, age=600),)),
+         Nothing, reason="held"),
+    Case("deletion-already-retrained", deleted(completed_age=3 * D), Nothing, reason="no training due"),
+    Case("deletion-retrain-failed-retries", deleted(completed_age=D, versions=(
+        version(1, age=2 * D), version(2, status=CREATE_FAILED, age=12 * H, ndcg=None))), Train,
+         {"trigger": "data_deletion"}),
+    Case("deletion-running-holds-a-due-training", deleted(running="forget-shop-1", versions=FULL_DUE), Nothing,
+         {"next_check_at": None}, reason="data deletion job forget-shop-1 runs"),
+    Case("deletion-running-holds-the-first-training", deleted(running="forget-shop-1", versions=(), campaigns=()),
+         Nothing, reason="held: data deletion job"),
+    Case("deletion-running-promotes-anyway", deleted(running="j", versions=(version(2, age=H), version(1))),
+         Promote, {"version_arn": V(2)}),
     # -- UPDATE trainings ----------------------------------------------------------------------------
     Case("update-due-user-personalization", world(), Train, {"mode": UPDATE, "trigger": "schedule"}, cfg=WITH_UPDATE),
     Case("update-due-up-v2-recipe", world(recipe=UP2), Train, {"mode": UPDATE}, cfg=WITH_UPDATE),

@@ -43,7 +43,7 @@ from worker.privacy.planner import Expire, Forget, Hold, Limits, PollJob, PurgeA
 
 log = structlog.get_logger(__name__)
 
-Publish = Callable[[str, Mapping[str, Any]], None]
+Publish = Callable[[str, Mapping[str, Any]], object]
 """Lifecycle events: (type suffix, data) -> published by the scheduler's publisher."""
 
 
@@ -96,7 +96,7 @@ class DeletionJobs:
         *,
         personalize: Any,
         s3: Any,
-        write: Callable[[list[Record]], None],
+        write: Callable[[list[Record]], object],
         publish: Publish,
         archive: ArchivePurge | None = None,
         clock: Callable[[], float] = time.time,

@@ -47,6 +47,9 @@ class StateWriter:
         self.timeout_s = timeout_s
         self._producer: Any = None
         self._lock = threading.Lock()
+        #: The highest offset `write` was acknowledged at: a reader that has not applied it yet
+        #: does not see this writer's own writes (the leader waits for its follower to catch up).
+        self.last_offset = -1
 
     def _ensure(self) -> Any:
         with self._lock:
@@ -63,11 +66,15 @@ class StateWriter:
         future.add_callback(lambda _meta: on_done(None))
         future.add_errback(on_done)
 
-    def write(self, records: Iterable[Record]) -> None:
+    def write(self, records: Iterable[Record]) -> int:
+        """Write and wait for the acknowledgements; returns the offset of the last record (-1: none)."""
         producer = self._ensure()
         futures = [producer.send(self.topic, key=k, value=v) for k, v in map(encode, records)]
+        last = -1
         for future in futures:
-            future.get(timeout=self.timeout_s)
+            last = max(last, int(future.get(timeout=self.timeout_s).offset))
+        self.last_offset = max(self.last_offset, last)
+        return last
 
     def close(self) -> None:
         with self._lock:
@@ -92,6 +99,7 @@ class LedgerFollower:
         self._interval_s = interval_s
         self._on_change = on_change
         self.ledger = Ledger()
+        self.applied_offset = -1
         self.ready = threading.Event()
         self.error: BaseException | None = None
         self._stop = threading.Event()
@@ -105,8 +113,13 @@ class LedgerFollower:
             self.ledger = Ledger(dict(current.users), dict(current.jobs), current.unreadable).apply_all(
                 (r[0], r[1]) for r in fresh
             )
+            self.applied_offset = max([self.applied_offset, *(r.offset for r in fresh)])
         self.ready.set()
         return bool(fresh)
+
+    def caught_up(self, offset: int) -> bool:
+        """Whether the ledger includes the record written at `offset` (a writer's `last_offset`)."""
+        return self.ready.is_set() and self.applied_offset >= offset
 
     def _run(self) -> None:
         while not self._stop.is_set():

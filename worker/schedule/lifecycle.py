@@ -36,6 +36,7 @@ CONTENT_TYPE = "application/json"
 WARNING_KINDS = frozenset(
     {
         "training.failed",
+        "privacy.job.failed",
         "training.stopped",
         "training.stop_requested",
         "gate.refused",

@@ -77,6 +77,7 @@ def solution_view(solution: Mapping[str, Any]) -> SolutionView:
         status=str(solution.get("status", ACTIVE)),
         recipe_arn=solution.get("recipeArn"),
         perform_auto_training=bool(solution.get("performAutoTraining", False)),
+        dataset_group_arn=solution.get("datasetGroupArn"),
     )
 
 

@@ -23,9 +23,11 @@ Precedence (the first rule that applies wins; campaigns in configuration order):
     or while the needed metrics are not observed yet.
  7. ``Wait(training)``  a version is in flight, or one we started is not listed yet.
  8. Due?  FULL when no FULL version is ACTIVE yet (first training), when its cadence is due,
-    or when the data-volume trigger fires; else UPDATE when its cadence is due, the recipe
+    when the data-volume trigger fires, or when a data deletion job of the dataset group
+    completed after the last FULL training; else UPDATE when its cadence is due, the recipe
     supports it and a FULL version is ACTIVE. A due training is held back (``Nothing`` with
-    the release time) by the daily cap, the minimum interval or the new-data requirement.
+    the release time) while a data deletion job runs in the group, and by the daily cap, the
+    minimum interval or the new-data requirement (not after a deletion).
  9. Before FULL: ``Wait(import)`` while any import job of the dataset runs. With an archive
     import configured: a fresh ACTIVE import (created after the last ACTIVE FULL version)
     lets training start; a fresh failed import alerts and waits ``retry_failed_after_s``
@@ -290,6 +292,12 @@ def _training_step(tick: _Tick, _: Sequence[Conflict]) -> Decision:
             volume is not None and volume.trigger and volume_reached(obs.new_interactions, volume.min_new_interactions)
         ):
             mode, trigger = FULL, "data_volume"
+    deletion = obs.deletion
+    if mode is None and deletion is not None and deletion.completed_at is not None:
+        retrained = [v for v in obs.versions if v.training_mode == FULL and v.status != CREATE_FAILED
+                     and v.created_at >= deletion.completed_at]  # fmt: skip
+        if not retrained:
+            mode, trigger = FULL, "data_deletion"
     if cfg.update is not None:
         if not supports_update(obs.solution.recipe_arn):
             tick.notes.append(f"UPDATE cadence ignored: recipe {obs.solution.recipe_arn} does not support UPDATE")
@@ -307,9 +315,14 @@ def _training_step(tick: _Tick, _: Sequence[Conflict]) -> Decision:
         idle = "no training due" + (f"; next in {human_duration(when - now)}" if when is not None else "")
         return _idle(tick, idle, when)
 
+    if deletion is not None and deletion.running is not None:
+        # AWS: data imported or trained while a deletion job runs may escape the deletion.
+        reason = (f"{mode} training due ({trigger}) but held: data deletion job {deletion.running} runs in the "
+                  "dataset group; trainings and imports wait for it")  # fmt: skip
+        return _idle(tick, reason, None, hold="data_deletion")
     starts = {v.arn: v.created_at for v in obs.versions}
     starts.update({s.version_arn: s.started_at for s in obs.memory.training_starts})
-    hold = training_hold(cfg, starts.values(), obs.new_interactions, now)
+    hold = training_hold(cfg, starts.values(), obs.new_interactions, now, needs_new_data=trigger != "data_deletion")
     if hold is not None:
         return _idle(tick, f"{mode} training due ({trigger}) but held: {hold.reason}", hold.until, hold=hold.guard)
 
@@ -318,6 +331,7 @@ def _training_step(tick: _Tick, _: Sequence[Conflict]) -> Decision:
         "first": "no FULL version is ACTIVE yet",
         "schedule": f"the {mode} cadence is due",
         "data_volume": f"{obs.new_interactions} new interactions reached the data-volume trigger",
+        "data_deletion": "a data deletion job completed after the last FULL training: train without those users",
     }[trigger]
     if mode == UPDATE:
         return tick.make(train, f"starting an UPDATE training: {why}")

@@ -50,7 +50,7 @@ from worker.schedule.observer import InteractionCounter, ObserveError, Personali
 from worker.schedule.policy import decide
 from worker.schedule.snapshot import Snapshot, leader_snapshot
 from worker.schedule.snapshot_board import SnapshotBoard
-from worker.schedule.state import ACTIVE, CREATE_FAILED, CREATE_STOPPED, Observation
+from worker.schedule.state import ACTIVE, CREATE_FAILED, CREATE_STOPPED, DeletionView, Observation
 
 log = structlog.get_logger(__name__)
 
@@ -101,8 +101,10 @@ class Reconciler:
         replica: str = "-",
         tick_interval_s: float = 60.0,
         clock: Callable[[], float] = time.time,
+        deletions: Callable[[str], DeletionView | None] | None = None,
     ) -> None:
         self.client = client
+        self.deletions = deletions
         self.schedules = list(schedules)
         self.store = store
         self.publisher = publisher
@@ -190,6 +192,9 @@ class Reconciler:
             active = [v.created_at for v in obs.versions if v.status == ACTIVE]
             since = max(active) if active else None
             obs = replace(obs, new_interactions=self.volume.count_since(self.input_topics, since))
+        group = obs.solution.dataset_group_arn
+        if self.deletions is not None and group:
+            obs = replace(obs, deletion=self.deletions(group))
         return obs
 
     def _observe_only(self, cfg: SolutionSchedule) -> TickReport:

@@ -32,9 +32,13 @@ from botocore.config import Config
 from kafka import KafkaProducer
 from prometheus_client import CollectorRegistry
 
+from worker.archive.purge import ArchivePurger
 from worker.config import KafkaSettings
+from worker.config.archive import ArchiveSettings
 from worker.config.scheduler import SchedulerSettings
 from worker.kafka_admin import ensure_topics
+from worker.privacy.jobs import DeletionJobs
+from worker.privacy.service import PrivacyState
 from worker.schedule.lease import LeaderLease, ensure_control_topic
 from worker.schedule.lifecycle import LifecyclePublisher, SchedulerMetrics
 from worker.schedule.memory_store import KafkaMemoryStore
@@ -46,6 +50,27 @@ log = structlog.get_logger(__name__)
 
 #: Consecutive immediate re-ticks after acting.
 BURST = 5
+
+
+#: Deletion steps after which the leader ticks again at once (the next step may follow).
+DELETION_ACTIONS = frozenset({"started", "completed", "failed", "purged", "forgotten"})
+
+
+def deletion_jobs(privacy: PrivacyState | None, client: Any, publisher: LifecyclePublisher,
+                  archive: ArchiveSettings | None) -> DeletionJobs | None:  # fmt: skip
+    """The leader's data deletion work, when ``privacy.jobs`` is configured."""
+    if privacy is None or privacy.settings.jobs is None:
+        return None
+    jobs = privacy.settings.jobs
+    s3 = boto3.client("s3", region_name=jobs.region, endpoint_url=jobs.s3_endpoint_url,
+                      config=Config(retries={"mode": "standard", "max_attempts": 3}))  # fmt: skip
+    purger = None
+    if archive is not None:
+        archive_s3 = boto3.client("s3", region_name=archive.region, endpoint_url=archive.s3_endpoint_url,
+                                  config=Config(retries={"mode": "standard", "max_attempts": 3}))  # fmt: skip
+        purger = ArchivePurger(archive_s3, archive.bucket, archive.prefix, privacy.digest)
+    return DeletionJobs(privacy.settings, personalize=client, s3=s3, write=privacy.writer.write,
+                        publish=publisher.emit, archive=purger)  # fmt: skip
 
 
 def personalize_client(settings: SchedulerSettings, region: str | None, *, allow_insecure_http: bool = False) -> Any:
@@ -86,8 +111,11 @@ class Scheduler:
         lease_overrides: Mapping[str, int] | None = None,
         allow_insecure_http: bool = False,
         volume: InteractionCounter | None = None,
+        privacy: PrivacyState | None = None,
+        archive: ArchiveSettings | None = None,
     ) -> None:
         self.settings = settings
+        self.privacy = privacy
         self._kafka_config = kafka.client_config()
         timeout = settings.kafka_timeout_s
         self.metrics = SchedulerMetrics(registry)
@@ -115,7 +143,9 @@ class Scheduler:
             board=self.board,
             replica=replica_name(),
             tick_interval_s=settings.tick_interval_s,
+            deletions=privacy.deletion_view if privacy is not None else None,
         )
+        self.deletion_jobs = deletion_jobs(privacy, client, self.publisher, archive)
         lease = {**settings.lease.model_dump(), **(lease_overrides or {})}
         self.lease = LeaderLease(
             self._kafka_config,
@@ -219,7 +249,13 @@ class Scheduler:
 
         started = time.monotonic()
         reports = self.reconciler.tick(may_act=may_act)
+        acted = any(r.acted for r in reports)
+        jobs, privacy = self.deletion_jobs, self.privacy
+        # Read our own writes first (caught_up): never plan on a ledger older than our last step.
+        if jobs is not None and privacy is not None and may_act() and privacy.caught_up():
+            done = jobs.tick(privacy.ledger)
+            acted = acted or any(d.outcome in DELETION_ACTIONS for d in done)
         self.ticks += 1
         self.last_reports = reports
         log.debug("scheduler tick done", leader=leader, seconds=round(time.monotonic() - started, 3))
-        return any(r.acted for r in reports)
+        return acted

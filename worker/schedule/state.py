@@ -133,6 +133,19 @@ class SolutionView:
     status: str = ACTIVE
     recipe_arn: str | None = None
     perform_auto_training: bool = False
+    dataset_group_arn: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeletionView:
+    """The dataset group's data deletion jobs, from the privacy ledger (worker.privacy).
+
+    ``running``: the job that runs now (trainings and imports of the group wait for it);
+    ``completed_at``: when the newest job completed (a FULL training follows it).
+    """
+
+    running: str | None = None
+    completed_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +249,8 @@ class Observation:
     here does not exist yet (its first promotion creates it). ``imports`` are the archive
     dataset's import jobs (empty when no archive import is configured).
     ``new_interactions`` counts interactions delivered since the last version's creation;
-    None means unknown.
+    None means unknown. ``deletion`` is the dataset group's data deletion state (None without
+    privacy configured).
     """
 
     now: float
@@ -246,6 +260,7 @@ class Observation:
     imports: tuple[ImportView, ...] = ()
     new_interactions: int | None = None
     memory: Memory = field(default_factory=Memory)
+    deletion: DeletionView | None = None
 
     def version(self, arn: str | None) -> VersionView | None:
         return next((v for v in self.versions if v.arn == arn), None) if arn else None

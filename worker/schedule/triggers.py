@@ -109,17 +109,19 @@ def data_required_hold(new_interactions: int | None, threshold: int) -> Hold | N
 
 
 def training_hold(
-    cfg: SolutionSchedule, starts: Iterable[float], new_interactions: int | None, now: float
-) -> Hold | None:
+    cfg: SolutionSchedule, starts: Iterable[float], new_interactions: int | None, now: float,
+    *, needs_new_data: bool = True,
+) -> Hold | None:  # fmt: skip
     """The first guard holding a due training back, checked cheapest-to-explain first.
 
-    Order: daily cap (cost), minimum interval, then the new-data requirement.
+    Order: daily cap (cost), minimum interval, then the new-data requirement (not for a
+    training after a data deletion: removed data is the change it trains on).
     """
     times = list(starts)
     hold = daily_cap_hold(times, now, cfg.max_trainings_per_day)
     if hold is None:
         hold = min_interval_hold(max(times, default=None), now, cfg.min_interval_s)
-    if hold is None and cfg.data_volume is not None and cfg.data_volume.required:
+    if hold is None and needs_new_data and cfg.data_volume is not None and cfg.data_volume.required:
         hold = data_required_hold(new_interactions, cfg.data_volume.min_new_interactions)
     return hold
 
