@@ -43,14 +43,26 @@ class PersonalizeSettings(_Section):
         "itself (stricter: maxima and patterns) and it costs CPU on every call.",
     )
 
+#: Delivery settings that moved to `quotas` (still read, with a warning; see `WorkerSettings`).
+DEPRECATED_DELIVERY_RATES = ("put_events_rps", "put_items_rps", "put_users_rps")
+
+
 class DeliverySettings(_Section):
-    """Batching, concurrency, quotas, retries and backpressure."""
+    """Batching, concurrency, retries and backpressure (quotas: the `quotas` section)."""
 
     linger_ms: float = Field(50.0, ge=0, description="How long a partial batch waits for more events.")
+    max_batch_wait_ms: float = Field(
+        1000.0, gt=0,
+        description="While the quota is the limit a batch keeps filling until a token is there for it, and full "
+        "batches go first; one that has waited this long goes ahead of them (a latency bound under throttling).",
+    )
     max_concurrency: int = Field(64, ge=1, description="Concurrent Put* calls per worker process.")
-    put_events_rps: float = Field(1000.0, gt=0, description="PutEvents quota per dataset group.")
-    put_items_rps: float = Field(10.0, gt=0, description="PutItems quota per dataset group.")
-    put_users_rps: float = Field(10.0, gt=0, description="PutUsers quota per dataset group.")
+    put_events_rps: float = Field(
+        1000.0, gt=0, description="Deprecated: read as quotas.default.put_events_rps, the whole quota of each "
+        "dataset group that the replicas share; set that instead (and to the whole quota, not quota / replicas).",
+    )
+    put_items_rps: float = Field(10.0, gt=0, description="Deprecated: read as quotas.default.put_items_rps.")
+    put_users_rps: float = Field(10.0, gt=0, description="Deprecated: read as quotas.default.put_users_rps.")
     delivery_timeout_s: float = Field(
         300.0, gt=0, description="Retry budget per batch; after it records go to the DLQ (stage delivery)."
     )

@@ -10,16 +10,23 @@ from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
 from worker.config.archive import ArchiveSettings
-from worker.config.delivery import DeliverySettings, DlqSettings, PersonalizeSettings, ValidationSettings
+from worker.config.delivery import (
+    DEPRECATED_DELIVERY_RATES,
+    DeliverySettings,
+    DlqSettings,
+    PersonalizeSettings,
+    ValidationSettings,
+)
 from worker.config.kafka import KafkaSettings
 from worker.config.observability import ObservabilitySettings
+from worker.config.quotas import DefaultQuota, GroupQuota, QuotaSettings
 from worker.config.scheduler import SchedulerSettings
 from worker.config.topics import TopicSettings
 
 _SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("kafka", KafkaSettings, "Kafka connection and group. KAFKA_BOOTSTRAP_SERVERS overrides bootstrap_servers."),
     ("personalize", PersonalizeSettings, "Personalize client; AWS_REGION, AWS_ENDPOINT_URL_PERSONALIZE_EVENTS apply."),
-    ("delivery", DeliverySettings, "Batching, quotas, retries, backpressure."),
+    ("delivery", DeliverySettings, "Batching, retries, backpressure."),
     ("validation", ValidationSettings, "Record validation window and size guard."),
     ("observability", ObservabilitySettings, "Logs, metrics and probes."),
     ("dlq", DlqSettings, "Dead-letter replay (`clickstream-worker dlq replay`)."),
@@ -86,6 +93,24 @@ def _field_line(name: str, info: FieldInfo) -> str:
     return f"  {name}: {_render_value(default)}{comment}{env_hint}"
 
 
+#: Settings still read but no longer written in the example (their replacement is).
+_DEPRECATED = {("delivery", name) for name in DEPRECATED_DELIVERY_RATES}
+
+_QUOTAS_DOC = ("Each dataset group's Personalize quota for the WHOLE fleet (the Service Quotas value, not quota "
+               "/ replicas): each replica takes its share by partitions and adapts.")
+
+
+def _quotas_example() -> list[str]:
+    lines = [f"# {_QUOTAS_DOC}", "quotas:"]
+    lines.append(_field_line("sharing", QuotaSettings.model_fields["sharing"]))
+    lines.append("  default:  # " + (QuotaSettings.model_fields["default"].description or ""))
+    lines.extend("  " + _field_line(name, info) for name, info in DefaultQuota.model_fields.items())
+    lines.append("  groups: {}  # " + (QuotaSettings.model_fields["groups"].description or ""))
+    lines.append("#  groups:                            # a raised quota (uncomment under quotas:)")
+    lines.append("#    my-group: {put_events_rps: 2500}  # my-group = topics[].dataset_group")
+    return lines
+
+
 def example_config() -> str:
     """The YAML printed by `clickstream-worker config example`."""
     parts = [
@@ -98,8 +123,11 @@ def example_config() -> str:
     for section, model, doc in _SECTIONS:
         parts.append(f"# {doc}")
         parts.append(f"{section}:")
-        parts.extend(_field_line(name, info) for name, info in model.model_fields.items())
+        parts.extend(_field_line(name, info) for name, info in model.model_fields.items()
+                     if (section, name) not in _DEPRECATED)
         parts.append("")
+        if section == "delivery":
+            parts.extend([*_quotas_example(), ""])
     parts.append(_SCHEDULER_EXAMPLE)
     parts.append("# The S3 archive sink of delivered interactions (optional; uncomment to enable):")
     parts.append("# archive:")
@@ -121,10 +149,28 @@ def reference_table() -> str:
             default = _render_value(info.get_default(call_default_factory=True))
             env = f"WORKER_{section.upper()}__{name.upper()}"
             rows.append(f"| `{section}.{name}` | `{default}` | `{env}` | {info.description or ''} |")
+        if section == "delivery":
+            rows.extend(_quota_rows())
     for name, info in ArchiveSettings.model_fields.items():
         default = "required" if info.is_required() else _render_value(info.get_default(call_default_factory=True))
         rows.append(f"| `archive.{name}` | `{default}` | `WORKER_ARCHIVE__{name.upper()}` | {info.description or ''} |")
     return "\n".join(rows)
+
+
+def _quota_rows() -> list[str]:
+    rows = []
+    sharing = QuotaSettings.model_fields["sharing"]
+    rows.append(f"| `quotas.sharing` | `{_render_value(sharing.default)}` | `WORKER_QUOTAS__SHARING` | "
+                f"{sharing.description} |")
+    for name, info in DefaultQuota.model_fields.items():
+        rows.append(f"| `quotas.default.{name}` | `{_render_value(info.default)}` | "
+                    f"`WORKER_QUOTAS__DEFAULT__{name.upper()}` | {info.description} |")
+    for name, info in GroupQuota.model_fields.items():
+        rows.append(f"| `quotas.groups.<group>.{name}` | `quotas.default.{name}` | "
+                    f"`WORKER_QUOTAS__GROUPS__<GROUP>__{name.upper()}` | {info.description} "
+                    "The group is named as its topics name it: topics[].dataset_group, else the group in the "
+                    "dataset ARN, else the tracking ID. |")
+    return rows
 
 
 README_START = "<!-- config-reference:start (generated by `make docs`; do not edit) -->"

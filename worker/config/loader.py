@@ -31,9 +31,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.config.archive import ArchiveSettings
 from worker.config.base import ConfigError, _Section, format_validation_error
-from worker.config.delivery import DeliverySettings, DlqSettings, PersonalizeSettings, ValidationSettings
+from worker.config.delivery import (
+    DEPRECATED_DELIVERY_RATES,
+    DeliverySettings,
+    DlqSettings,
+    PersonalizeSettings,
+    ValidationSettings,
+)
 from worker.config.kafka import KafkaSettings
 from worker.config.observability import ObservabilitySettings
+from worker.config.quotas import QuotaSettings
 from worker.config.scheduler import SchedulerSettings
 from worker.config.topics import TopicSettings
 
@@ -45,6 +52,7 @@ class WorkerSettings(_Section):
     topics: list[TopicSettings] = Field(default_factory=list)
     personalize: PersonalizeSettings = PersonalizeSettings()
     delivery: DeliverySettings = DeliverySettings()
+    quotas: QuotaSettings = QuotaSettings()
     validation: ValidationSettings = ValidationSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     dlq: DlqSettings = DlqSettings()
@@ -68,6 +76,39 @@ class WorkerSettings(_Section):
         warnings.warn("the setting scheduler.archive moved to archive (top level); it is read from the old place "
                       "for now: move it (WORKER_SCHEDULER__ARCHIVE -> WORKER_ARCHIVE)", FutureWarning, stacklevel=2)
         return data
+
+    @model_validator(mode="after")
+    def _rates_moved_to_quotas(self) -> WorkerSettings:
+        """`delivery.put_*_rps` (before quotas were shared by the fleet) are still read, as the
+        default quota of every dataset group, with a warning; both spellings at once is an error."""
+        moved = {name: getattr(self.delivery, name) for name in DEPRECATED_DELIVERY_RATES
+                 if name in self.delivery.model_fields_set}
+        for name, old in moved.items():
+            new = getattr(self.quotas.default, name)
+            if name in self.quotas.default.model_fields_set and old != new:
+                raise ValueError(f"delivery.{name} ({old:g}) and quotas.default.{name} ({new:g}) are both set: "
+                                 f"remove delivery.{name} (deprecated) and keep quotas.default.{name}, the group's "
+                                 "whole quota")
+        if moved:
+            default = self.quotas.default.model_copy(update=moved)
+            self.quotas = self.quotas.model_copy(update={"default": default})
+            warnings.warn(
+                f"the setting(s) {', '.join('delivery.' + n for n in moved)} are deprecated: each is now read as "
+                "quotas.default.<same name>, a dataset group's WHOLE quota, which the replicas share by partitions. "
+                "If you had set quota / replicas (the old advice), set the whole quota instead. Move them "
+                "(WORKER_DELIVERY__PUT_EVENTS_RPS -> WORKER_QUOTAS__DEFAULT__PUT_EVENTS_RPS)", FutureWarning,
+                stacklevel=2)
+        return self
+
+    @model_validator(mode="after")
+    def _check_quota_groups(self) -> WorkerSettings:
+        scopes = {topic.rate_scope for topic in self.topics}
+        unknown = sorted(set(self.quotas.groups) - scopes)
+        if unknown and self.topics:
+            raise ValueError(f"quotas.groups names {unknown}, which no topic sends to (the topics' dataset groups "
+                             f"are {sorted(scopes)}): correct the name, or set topics[].dataset_group on the topics "
+                             "of that group")
+        return self
 
     @model_validator(mode="after")
     def _check_topics(self) -> WorkerSettings:
@@ -165,6 +206,7 @@ class _WorkerEnv(BaseSettings):
     topics: list[dict[str, Any]] | None = None
     personalize: dict[str, Any] | None = None
     delivery: dict[str, Any] | None = None
+    quotas: dict[str, Any] | None = None
     validation: dict[str, Any] | None = None
     observability: dict[str, Any] | None = None
     dlq: dict[str, Any] | None = None

@@ -104,8 +104,9 @@ class TopicSettings(_Section):
     dataset_arn: str | None = Field(None, description="Items/Users dataset ARN; required for items/users.")
     dataset_group: str | None = Field(
         None,
-        description="Rate-limit scope (quotas are per dataset group). Default: from the dataset ARN, "
-        "else the tracking ID.",
+        description="The dataset group this topic sends to: its Personalize quota is shared by every topic and "
+        "replica sending to it (raise it under quotas.groups.NAME). Default: from the dataset ARN, else the "
+        "tracking ID; name it on interactions topics.",
     )
     schema_file: Path | None = Field(None, description="Avro schema; default schemas/<dataset_type>.json.")
     mapping: MappingSpec | None = Field(None, description="Field mapping; default reads Segment events.")
