@@ -38,6 +38,7 @@ from worker.ingest.deadletter import DeadLetterWriter
 from worker.ingest.feedback import ConsumerFeedback, LoopSink
 from worker.ingest.lean_client import LeanEventsClient
 from worker.ingest.pipeline import Pipeline, TopicRoute
+from worker.ingest.quota_feed import LoopAssignments
 from worker.ingest.ratelimit import RateLimiterRegistry
 from worker.ingest.sender import Sender, Target
 from worker.kafka_admin import ensure_topics, partition_count
@@ -197,14 +198,15 @@ class Worker:
             return 0
         await loop.run_in_executor(None, self._ensure_dead_letter_topics)
         async with events_client(settings) as client:
-            # Built in dependency order; the two threads talk only through `feedback` and `sink`.
+            # Built in dependency order; the two threads talk only through `feedback`, `sink` and the
+            # assignments channel (rebalances -> each dataset group's quota share, on the loop).
             feedback = ConsumerFeedback()
             dlq = DeadLetterWriter(producer)
-            limiters = RateLimiterRegistry({
-                "PutEvents": settings.delivery.put_events_rps,
-                "PutItems": settings.delivery.put_items_rps,
-                "PutUsers": settings.delivery.put_users_rps,
-            })
+            quotas = settings.quotas
+            limiters = RateLimiterRegistry(
+                quotas.default.rates(), groups={group: quota.rates() for group, quota in quotas.groups.items()},
+                sharing=quotas.sharing, registry=self.metrics.registry,
+            )
             sender = Sender(
                 client, limiters, self.metrics,
                 max_concurrency=settings.delivery.max_concurrency,
@@ -215,6 +217,8 @@ class Worker:
             pipeline = Pipeline(
                 routes, sender, dead_letters=dlq, metrics=self.metrics, feedback=feedback,
                 linger_s=settings.delivery.linger_ms / 1000.0,
+                max_batch_wait_s=settings.delivery.max_batch_wait_ms / 1000.0,
+                limiters=limiters,
                 archive=archive,
                 origin_key=(key.get_secret_value().encode()
                             if (key := settings.dlq.replay_origin_key) is not None else None),
@@ -224,6 +228,8 @@ class Worker:
                 metrics=self.metrics, max_inflight_events=settings.delivery.max_inflight_events,
                 max_inflight_bytes=settings.delivery.max_inflight_bytes,
                 consumer_overrides=self._consumer_overrides,
+                assignments=LoopAssignments(loop, limiters, {
+                    topic: (route.target.scope, route.target.api) for topic, route in routes.items()}),
             )
             self._consumer, self._pipeline = consumer, pipeline
             pipeline.start()

@@ -1,15 +1,22 @@
-"""TokenBucket and RateLimiterRegistry with a fake clock (plus one real-time acquire)."""
+"""TokenBucket, Limiter and RateLimiterRegistry with a fake clock (plus real-time acquires)."""
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import io
+import json
 import random
 import time
 
 import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
-from worker.ingest.ratelimit import RateLimiterRegistry, TokenBucket, default_burst
+from worker.ingest.quota_control import RateController
+from worker.ingest.ratelimit import THROTTLE_LOG_EVERY_S, Limiter, RateLimiterRegistry, TokenBucket, default_burst
+from worker.observe.logging import configure_logging
 
 
 class FakeClock:
@@ -29,12 +36,21 @@ def max_in_window(times: list[float], window: float = 1.0) -> int:
     return max(bisect.bisect_right(times, t + window) - i for i, t in enumerate(times))
 
 
+@pytest.fixture(autouse=True)
+def _quiet_logs() -> None:
+    """Limiter log lines go to a buffer: tests keep stdout clean."""
+    configure_logging(json=True, stream=io.StringIO())
+
+
+# -- TokenBucket: pacing -----------------------------------------------------------------------
+
+
 def test_default_burst_is_a_tenth_of_the_rate_but_at_least_one() -> None:
     assert default_burst(1000) == 100
     assert default_burst(10) == 1
     assert default_burst(0.5) == 1
     assert TokenBucket(1000).burst == 100
-    assert TokenBucket(10).burst == 1
+    assert TokenBucket(2.5).burst == 1
 
 
 def test_burst_then_paced_in_call_order() -> None:
@@ -73,10 +89,11 @@ def test_clock_going_backwards_credits_nothing() -> None:
     assert bucket.reserve(50.0) > 0.0
 
 
-@pytest.mark.parametrize(("rate", "seed"), [(1000, 1), (1000, 2), (10, 3), (10, 4), (3.5, 5)])
+@pytest.mark.parametrize(("rate", "seed"), [(1000, 1), (1000, 2), (10, 3), (2.5, 4), (3.5, 5)])
 def test_long_run_never_exceeds_rate_plus_burst_per_second(rate: float, seed: int) -> None:
     """Greedy random callers for 10 s: any 1 s window holds at most rate + burst sends,
-    and the limiter does not starve them either (the test fails both ways)."""
+    and the limiter does not starve them either (the test fails both ways). 2.5/s is
+    10 requests/s shared by 4 replicas: fractional rates pace exactly too."""
     rng = random.Random(seed)
     clock = FakeClock(0.0)
     bucket = TokenBucket(rate, clock=clock)
@@ -89,126 +106,62 @@ def test_long_run_never_exceeds_rate_plus_burst_per_second(rate: float, seed: in
         clock.advance(rng.expovariate(rate * 3 / 2.8))
     in_horizon = [s for s in sends if s <= horizon]
     assert max_in_window(sends) <= rate + bucket.burst + 1e-9
-    assert len(in_horizon) >= rate * horizon * 0.98  # demand exceeded supply: near full use
+    assert len(in_horizon) >= rate * horizon * 0.98 - 1  # demand exceeded supply: near full use
     assert len(in_horizon) <= rate * horizon + bucket.burst + 1
     assert sends == sorted(sends)  # first come, first served
 
 
-def test_throttle_halves_and_a_burst_of_throttles_counts_once() -> None:
-    clock = FakeClock()
-    bucket = TokenBucket(1000, clock=clock)
-    for _ in range(50):  # 50 concurrent requests all throttled within 0.2 s
-        bucket.on_throttled()
-        clock.advance(0.004)
-    assert bucket.effective_rate == 500
-    clock.advance(1.0)  # throttling persists beyond the debounce window
-    bucket.on_throttled()
-    assert bucket.effective_rate == 250
-    assert bucket.rate == 1000
+def test_a_rate_change_credits_the_past_at_the_old_rate() -> None:
+    clock = FakeClock(0.0)
+    bucket = TokenBucket(10, clock=clock)  # burst: 1
+    assert bucket.reserve() == 0.0
+    assert bucket.reserve() == pytest.approx(0.1)  # balance -1
+    clock.advance(0.05)  # half a token earned at 10/s: balance -0.5
+    bucket.set_rate(100)
+    assert bucket.rate == 100 and bucket.burst == 10  # the burst follows the rate
+    assert bucket.reserve() == pytest.approx(1.5 / 100)  # the debt is repaid at the new rate
 
 
-def test_throttle_decreases_to_the_floor_and_no_further() -> None:
-    clock = FakeClock()
-    bucket = TokenBucket(10, clock=clock, min_rate_fraction=0.05)
-    rates = []
-    for _ in range(12):
-        bucket.on_throttled()
-        rates.append(bucket.effective_rate)
-        clock.advance(30.0)
-    assert rates[:5] == pytest.approx([5, 2.5, 1.25, 0.625, 0.5])
-    assert rates[4:] == pytest.approx([0.5] * 8)
-    assert bucket.floor_rate == pytest.approx(0.5)
-
-
-def test_debounce_is_longer_at_low_rates() -> None:
-    """At 0.5/s the next paced request is 2 s away; a throttle before then is stale news."""
-    clock = FakeClock()
-    bucket = TokenBucket(1, burst=1, clock=clock, min_rate_fraction=0.1)
-    bucket.on_throttled()
-    assert bucket.effective_rate == 0.5
-    clock.advance(1.5)
-    bucket.on_throttled()
-    assert bucket.effective_rate == 0.5
-    clock.advance(0.5)
-    bucket.on_throttled()
-    assert bucket.effective_rate == 0.25
-
-
-def test_throttle_slows_the_pacing_and_drops_saved_burst() -> None:
-    clock = FakeClock()
-    bucket = TokenBucket(100, burst=10, clock=clock)
-    bucket.reserve()
-    clock.advance(1.0)  # bucket full again
-    bucket.on_throttled()
+def test_a_lower_rate_caps_the_saved_burst() -> None:
+    clock = FakeClock(0.0)
+    bucket = TokenBucket(1000, clock=clock)  # 100 tokens saved
+    bucket.set_rate(20)  # burst 2
     waits = [bucket.reserve() for _ in range(3)]
-    assert waits == pytest.approx([0.02, 0.04, 0.06])  # 50/s, no burst
+    assert waits == pytest.approx([0.0, 0.0, 0.05])
 
 
-def test_recovery_is_additive_time_based_and_capped_at_rate() -> None:
-    clock = FakeClock()
-    bucket = TokenBucket(100, clock=clock)
-    for _ in range(10):
-        clock.advance(5.0)
-        bucket.on_throttled()
-    assert bucket.effective_rate == pytest.approx(5.0)  # floor
-    history = []
-    for _ in range(120):  # 12 s of steady successes, 10 per 0.1 s
-        for _ in range(10):
-            bucket.on_success()
-        history.append(bucket.effective_rate)
-        clock.advance(0.1)
-    # +10/s per second (rate/10): floor to full in 9.5 s, concurrency does not speed it up.
-    assert history[10] == pytest.approx(5.0 + 10.0 * 1.0)
-    assert history[50] == pytest.approx(5.0 + 10.0 * 5.0)
-    assert history == sorted(history)
-    assert history[94] == pytest.approx(99.0)
-    assert history[95] == pytest.approx(100.0)
-    assert history[96:] == [100.0] * 24  # never above the configured rate
+def test_a_fixed_burst_stays_fixed() -> None:
+    bucket = TokenBucket(100, burst=5)
+    bucket.set_rate(1000, now=0.0)
+    assert bucket.burst == 5
 
 
-def test_recovery_starts_at_the_throttle_not_before() -> None:
-    clock = FakeClock()
-    bucket = TokenBucket(100, clock=clock, recovery_per_s=20)
-    bucket.on_success()
-    clock.advance(0.9)
-    bucket.on_throttled()
-    assert bucket.effective_rate == 50
-    bucket.on_success()  # no time of success has passed since the throttle
-    assert bucket.effective_rate == 50
-    clock.advance(0.5)
-    bucket.on_success()
-    assert bucket.effective_rate == pytest.approx(60)
+def test_refund_gives_a_reserved_token_back_and_drop_saved_forgets_the_burst() -> None:
+    clock = FakeClock(0.0)
+    bucket = TokenBucket(10, burst=2, clock=clock)
+    assert bucket.reserve() == 0.0
+    bucket.refund()
+    assert [bucket.reserve(), bucket.reserve()] == [0.0, 0.0]  # still two
+    bucket.refund()
+    bucket.refund()  # never above the burst
+    assert [bucket.reserve(), bucket.reserve(), bucket.reserve()] == pytest.approx([0.0, 0.0, 0.1])
+    clock.advance(5.0)
+    bucket.drop_saved()
+    assert bucket.reserve() == pytest.approx(0.1)
 
 
-def test_one_success_after_an_idle_gap_counts_for_at_most_one_second() -> None:
-    clock = FakeClock()
-    bucket = TokenBucket(100, clock=clock)
-    bucket.on_throttled()
-    assert bucket.effective_rate == 50
-    clock.advance(600.0)
-    bucket.on_success()
-    assert bucket.effective_rate == pytest.approx(60)
-
-
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        {"rate": 0},
-        {"rate": -1},
-        {"rate": float("inf")},
-        {"rate": 10, "burst": 0.5},
-        {"rate": 10, "burst": 11},
-        {"rate": 10, "min_rate_fraction": 0},
-        {"rate": 10, "min_rate_fraction": 1.5},
-        {"rate": 10, "decrease_factor": 1},
-        {"rate": 10, "decrease_factor": 0},
-        {"rate": 10, "recovery_per_s": 0},
-        {"rate": 10, "decrease_window_s": -1},
-    ],
-)
-def test_invalid_configuration(kwargs: dict[str, float]) -> None:
+@pytest.mark.parametrize("kwargs", [{"rate": 0}, {"rate": -1}, {"rate": float("inf")}, {"rate": float("nan")},
+                                    {"rate": 10, "burst": 0.5}, {"rate": 10, "burst": 11}])
+def test_invalid_bucket(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         TokenBucket(**kwargs)  # type: ignore[arg-type]
+
+
+def test_set_rate_refuses_a_rate_that_cannot_pace() -> None:
+    bucket = TokenBucket(10)
+    for bad in (0.0, -3.0, float("inf")):
+        with pytest.raises(ValueError):
+            bucket.set_rate(bad)
 
 
 def test_acquire_sleeps_for_the_reserved_time() -> None:
@@ -239,7 +192,73 @@ def test_acquire_serves_waiters_in_call_order() -> None:
     assert finished == list(range(20))
 
 
-def test_registry_one_bucket_per_scope_and_api() -> None:
+# -- Limiter: the bucket at the controller's rate --------------------------------------------------
+
+
+def _limiter(quota: float = 100.0, fraction: float = 1.0, clock: FakeClock | None = None) -> Limiter:
+    clock = clock or FakeClock(0.0)
+    return Limiter(("g", "PutEvents"), RateController(quota, fraction, now=clock.now), clock=clock)
+
+
+def test_a_wait_tells_the_controller_there_is_a_backlog() -> None:
+    clock = FakeClock(0.0)
+    limiter = _limiter(100.0, 0.5, clock)
+    assert limiter.rate == 50
+    for _ in range(10):  # the burst (5) is used up, then callers wait: saturated
+        limiter.reserve()
+    limiter.on_throttled()  # at the share: 35/s
+    assert limiter.rate == pytest.approx(35.0)
+    seen = {}
+    for step in range(1, 61):  # 100 calls/s against ~50/s for 6 s
+        clock.advance(0.1)
+        for _ in range(10):
+            limiter.reserve()
+        seen[step] = limiter.rate
+    assert seen[15] == 50.0, "back at the share within 1.5 s"
+    assert seen[39] == 50.0, "held at the share for 200 calls' worth (4 s at 50/s) after the throttle"
+    assert seen[60] > 50.0, "then probing for quota others leave unused"
+
+
+def test_without_a_backlog_the_rate_does_not_climb() -> None:
+    clock = FakeClock(0.0)
+    limiter = _limiter(100.0, 0.5, clock)
+    for _ in range(100):  # one call every 0.1 s at 50/s: never a wait
+        clock.advance(0.1)
+        assert limiter.reserve() == 0.0
+    assert limiter.rate == 50.0
+
+
+def test_throttling_lowers_the_pacing_and_drops_the_saved_burst() -> None:
+    clock = FakeClock(0.0)
+    limiter = _limiter(100.0, 1.0, clock)
+    clock.advance(1.0)  # 10 tokens saved
+    limiter.on_throttled()
+    assert limiter.rate == pytest.approx(70.0) and limiter.decreases == 1
+    assert limiter.reserve() == pytest.approx(1 / 70)
+    limiter.on_throttled()  # within the debounce: no second decrease
+    assert limiter.decreases == 1
+
+
+def test_throttle_logs_are_rate_limited(capsys: pytest.CaptureFixture[str]) -> None:
+    stream = io.StringIO()
+    configure_logging(json=True, stream=stream)
+    clock = FakeClock(0.0)
+    limiter = _limiter(1000.0, 1.0, clock)
+    for _ in range(25):  # a storm: a decrease every 0.5 s for 12 s
+        limiter.on_throttled()
+        clock.advance(0.5)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    lowered = [line for line in lines if line["event"] == "throttled by Personalize: rate lowered"]
+    assert THROTTLE_LOG_EVERY_S == 10.0 and limiter.decreases == 25
+    assert [line["decreases"] for line in lowered] == [1, 20]  # at 0 s, then at 10 s: the 20 since
+    assert lowered[0]["group"] == "g" and lowered[0]["api"] == "PutEvents" and lowered[0]["rate"] == 700.0
+    assert capsys.readouterr().out == ""
+
+
+# -- RateLimiterRegistry ---------------------------------------------------------------------------
+
+
+def test_registry_one_limiter_per_scope_and_api() -> None:
     clock = FakeClock()
     reg = RateLimiterRegistry({"PutEvents": 1000, "PutItems": 10, "PutUsers": 10}, clock=clock)
     events_a = reg.get("dsg-a", "PutEvents")
@@ -248,24 +267,47 @@ def test_registry_one_bucket_per_scope_and_api() -> None:
     events_b = reg.get("dsg-b", "PutEvents")
     assert len({id(events_a), id(items_a), id(events_b)}) == 3
     assert (events_a.rate, items_a.rate, reg.get("dsg-a", "PutUsers").rate) == (1000, 10, 10)
-    assert set(reg.buckets()) == {
-        ("dsg-a", "PutEvents"),
-        ("dsg-a", "PutItems"),
-        ("dsg-b", "PutEvents"),
-        ("dsg-a", "PutUsers"),
-    }
+    assert set(reg.limiters()) == {("dsg-a", "PutEvents"), ("dsg-a", "PutItems"), ("dsg-b", "PutEvents"),
+                                   ("dsg-a", "PutUsers")}
 
 
-def test_registry_buckets_are_isolated() -> None:
+def test_registry_group_quotas_override_the_default() -> None:
+    reg = RateLimiterRegistry({"PutEvents": 1000, "PutItems": 10}, groups={"big": {"PutEvents": 2500}})
+    assert reg.quota("big", "PutEvents") == 2500 and reg.quota("big", "PutItems") == 10
+    assert reg.quota("other", "PutEvents") == 1000
+    assert reg.get("big", "PutEvents").rate == 2500
+
+
+def test_registry_limiters_are_isolated() -> None:
     clock = FakeClock()
     reg = RateLimiterRegistry({"PutItems": 10}, clock=clock)
     a, b = reg.get("a", "PutItems"), reg.get("b", "PutItems")
     a.on_throttled()
-    assert a.effective_rate == 5
-    assert b.effective_rate == 10
+    assert a.rate == 7
+    assert b.rate == 10
     assert a.reserve() > 0.0  # a's saved burst was dropped by the throttle
     assert b.reserve() == 0.0  # b's untouched
-    assert clock() == 100.0  # buckets share the registry's clock
+
+
+def test_shares_apply_to_existing_and_later_limiters() -> None:
+    reg = RateLimiterRegistry({"PutEvents": 1000, "PutItems": 10}, clock=FakeClock())
+    early = reg.get("g1", "PutEvents")
+    assert early.rate == 1000, "before any assignment: the whole quota (a tool that sends without consuming)"
+    reg.apply_shares({("g1", "PutEvents"): 0.25, ("g2", "PutItems"): 0.25})
+    assert early.rate == 250 and early.controller.fraction == 0.25
+    assert reg.get("g2", "PutItems").rate == 2.5  # created after the assignment: starts at its share
+    unassigned = reg.get("g3", "PutEvents")
+    assert unassigned.controller.fraction == 0.0 and unassigned.rate == 10.0  # no partitions: the floor
+    reg.apply_shares({("g1", "PutEvents"): 1.0})
+    assert early.rate == 1000 and reg.get("g2", "PutItems").controller.fraction == 0.0
+
+
+def test_static_sharing_ignores_assignments() -> None:
+    reg = RateLimiterRegistry({"PutEvents": 250}, sharing="static", clock=FakeClock())
+    reg.apply_shares({("g", "PutEvents"): 0.5})
+    limiter = reg.get("g", "PutEvents")
+    assert limiter.rate == 250 and limiter.controller.fraction == 1.0
+    assert limiter.controller.quota == 250, "static: the configured value is this replica's own ceiling"
 
 
 def test_registry_rejects_unknown_api_and_bad_rates() -> None:
@@ -274,3 +316,18 @@ def test_registry_rejects_unknown_api_and_bad_rates() -> None:
         reg.get("a", "PutActions")
     with pytest.raises(ValueError):
         RateLimiterRegistry({"PutEvents": 0})
+
+
+def test_registry_exports_quota_share_and_rate_per_group() -> None:
+    registry = CollectorRegistry()
+    reg = RateLimiterRegistry({"PutEvents": 1000, "PutItems": 10}, clock=FakeClock(), registry=registry)
+    reg.apply_shares({("shop", "PutEvents"): 0.5, ("shop", "PutItems"): 1 / 3})
+    reg.get("shop", "PutEvents").on_throttled()
+    samples = {(s.name, s.labels["group"], s.labels["api"]): s.value
+               for family in text_string_to_metric_families(generate_latest(registry).decode())
+               for s in family.samples}
+    assert samples[("clickstream_quota_rps", "shop", "PutEvents")] == 1000
+    assert samples[("clickstream_quota_partition_share", "shop", "PutItems")] == pytest.approx(1 / 3)
+    assert samples[("clickstream_quota_rate_rps", "shop", "PutEvents")] == pytest.approx(350)
+    assert samples[("clickstream_quota_rate_rps", "shop", "PutItems")] == pytest.approx(10 / 3)
+    assert samples[("clickstream_quota_decreases_total", "shop", "PutEvents")] == 1

@@ -18,6 +18,8 @@ Each loop iteration runs these steps in this order, because correctness depends 
      fetch positions past transaction markers) and retry faulted partitions that are due.
 Rebalance callbacks run on kafka-python's I/O thread: they only forget revoked partitions
 and fire a non-blocking commit_async of what was finished (a blocking commit there raises).
+After an assignment, step 4 tells the quota shares (`assignments`) which partitions this
+replica now holds, before the records of that poll are handed over.
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ from kafka.structs import OffsetAndMetadata
 from worker.config import KafkaSettings
 from worker.ingest.feedback import ConsumerFeedback, RecordSink
 from worker.ingest.fetch_faults import FetchProbe, fix_for, is_client_error, named_partitions
-from worker.ingest.kafka_internals import discard_buffered, fetcher_hint, topic_id
+from worker.ingest.kafka_internals import discard_buffered, fetcher_hint, known_partition_count, topic_id
 from worker.ingest.partitions import TP, Change, Observation, Partitions, lag_of
+from worker.ingest.quota_share import Assignment, AssignmentSink
 from worker.observe.metrics import Metrics
 from worker.records import RawRecord, SourceRef
 
@@ -70,6 +73,7 @@ class ConsumerThread(threading.Thread):
         max_inflight_events: int,
         max_inflight_bytes: int,
         consumer_overrides: dict[str, Any] | None = None,
+        assignments: AssignmentSink | None = None,
     ) -> None:
         super().__init__(name="kafka-consumer", daemon=True)
         self._settings = settings
@@ -80,6 +84,8 @@ class ConsumerThread(threading.Thread):
         self._max_events = max_inflight_events
         self._max_bytes = max_inflight_bytes
         self._overrides = consumer_overrides or {}
+        self._assignments = assignments
+        self._assignment_changed = False  # set by the rebalance callback, published by this thread
         self._lock = threading.Lock()  # the tracker is touched by this thread and the I/O thread
         self._consumer: Any = None
         self._stop_fetching = threading.Event()
@@ -264,6 +270,8 @@ class ConsumerThread(threading.Thread):
             log.info("rewinding a partition kept across the rebalance to its first unfinished record",
                      topic=topic, partition=partition, offset=offset)
             self._consumer.seek(TopicPartition(topic, partition), offset)
+        if self._assignment_changed:  # before this poll's records: they are paced at the new share
+            self._publish_assignment(assigned)
         if not polled:
             return
         raws: list[RawRecord] = []
@@ -292,6 +300,16 @@ class ConsumerThread(threading.Thread):
                 self._metrics.events_consumed.labels(topic=tp.topic).inc(len(records))
         if raws:
             self._sink.submit(raws)
+
+    def _publish_assignment(self, assigned: set[TP]) -> None:
+        """Tell the quota shares what this rebalance left us (`quota_share`), with the partition
+        counts the group join fetched (a topic not in the metadata counts as unknown)."""
+        self._assignment_changed = False
+        if self._assignments is None:
+            return
+        counts = {topic: count for topic in self._topics
+                  if (count := known_partition_count(self._consumer, topic)) is not None}
+        self._assignments.assigned(Assignment(frozenset(assigned), counts))
 
     # -- per-partition failures (step 4) ------------------------------------------------------------
 
@@ -531,5 +549,6 @@ class ConsumerThread(threading.Thread):
         with self._lock:
             self._parts.assign((tp.topic, tp.partition) for tp in assigned)
             count = len(self._parts.assigned())
+        self._assignment_changed = True
         self._metrics.partitions_assigned.set(count)
         log.info("partitions assigned", partitions=sorted(f"{tp.topic}-{tp.partition}" for tp in assigned))

@@ -146,6 +146,20 @@ class Batcher(Generic[K, T]):
             self._remove(batch.key)
         return out
 
+    def oldest(self) -> Batch[K, T] | None:
+        """The open batch opened first (the next to become due), without removing it."""
+        for batch in self._open.values():
+            return batch
+        return None
+
+    def take(self, key: K) -> Batch[K, T]:
+        """Remove and return the open batch of `key` (KeyError if none is open)."""
+        return self._remove(key)
+
+    def in_opening_order(self) -> list[Batch[K, T]]:
+        """The open batches, oldest first (a copy: the caller may take from the batcher meanwhile)."""
+        return list(self._open.values())
+
     def next_deadline(self) -> float | None:
         """When the oldest open batch is due; None if nothing is open (sleep until input)."""
         for batch in self._open.values():

@@ -55,3 +55,15 @@ def topic_id(consumer: Any, topic: str) -> str | None:
     except AttributeError:
         return None
     return None if value is None else str(value)
+
+
+def known_partition_count(consumer: Any, topic: str) -> int | None:
+    """How many partitions the consumer's metadata lists for `topic` (None when unknown).
+
+    `KafkaConsumer.partitions_for_topic` would block without a deadline to fetch metadata for
+    a topic it does not know; a quota share needs only what the group join already fetched."""
+    try:
+        partitions = consumer._client.cluster.partitions_for_topic(topic)
+    except AttributeError:
+        return None
+    return None if partitions is None else len(partitions)

@@ -4,6 +4,9 @@ Runs entirely on the event loop thread. Records arrive from the consumer thread 
 `submit` (scheduled with ``call_soon_threadsafe``); finished records go back through the
 `complete` callback. Raw records are retained (keyed by source) until their outcome is known,
 because a delivery failure must dead-letter the *original* bytes.
+
+Decoded records go to the lane of their (dataset group, API) (`lanes`), which sends them
+in batches at its share of the group's quota, choosing each batch when its token is due.
 """
 
 from __future__ import annotations
@@ -23,13 +26,16 @@ from worker.decoding.fanout import FanoutTracker
 from worker.decoding.outcomes import AwaitSchema, Fanout
 from worker.ingest.deadletter import DeadLetterWriter
 from worker.ingest.feedback import ConsumerFeedback
-from worker.ingest.grouping import Batch, Batcher
+from worker.ingest.grouping import Batch
+from worker.ingest.lanes import Lane
 from worker.ingest.origin import OriginCheck, check_origin
+from worker.ingest.ratelimit import RateLimiterRegistry
+from worker.ingest.send_queue import SendQueue
 from worker.ingest.sender import Sender, Target
 from worker.mapping import EventDecoder
 from worker.observe.logging import RAW_EXCERPT_KEY, rejection_log_fields
 from worker.observe.metrics import Metrics
-from worker.records import CatalogUpdate, DatasetType, Interaction, RawRecord, Rejection, SourceRef, Stage
+from worker.records import DatasetType, Interaction, RawRecord, Rejection, SourceRef, Stage
 from worker.schemas import DatasetSchema
 
 log = structlog.get_logger(__name__)
@@ -50,6 +56,9 @@ class TopicRoute:
 #: Records decoded per event-loop turn (about 1 ms of work); see `Pipeline.submit`.
 DECODE_SLICE = 32
 
+#: How often `drain` looks again while batches still wait for their tokens.
+DRAIN_POLL_S = 0.01
+
 
 class Pipeline:
     """Map -> validate -> group -> send, with dead letters for every rejection."""
@@ -63,6 +72,8 @@ class Pipeline:
         feedback: ConsumerFeedback,
         *,
         linger_s: float,
+        max_batch_wait_s: float = 1.0,
+        limiters: RateLimiterRegistry | None = None,
         archive: ArchiveSink | None = None,
         origin_key: bytes | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -78,20 +89,38 @@ class Pipeline:
         self._origin_warned: set[tuple[str, OriginCheck]] = set()
         self._clock = clock
         self._wall_clock = wall_clock
-        self._batcher: Batcher[BatchKey, Interaction | CatalogUpdate] = Batcher(max_entries=10, linger_s=linger_s)
+        self._lane_list, self._lanes = self._build_lanes(routes, limiters, linger_s, max(linger_s, max_batch_wait_s))
         self._raw: dict[SourceRef, RawRecord] = {}
         self._pending: deque[RawRecord] = deque()
         self._decode_scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
-        self._wakeup = asyncio.Event()
-        self._flusher: asyncio.Task[None] | None = None
         self._draining = False
-        self._ordered: dict[str, asyncio.Lock] = {}
         self._fanout = FanoutTracker()  # records that became several interactions (GA4 items)
         self.faults: dict[str, str] = {}
 
+    def _build_lanes(self, routes: dict[str, TopicRoute], limiters: RateLimiterRegistry | None, linger_s: float,
+                     max_wait_s: float) -> tuple[list[Lane], dict[str, Lane]]:
+        """One lane per (dataset group, API), shared by the topics feeding it; topic -> its lane.
+
+        Catalog upserts are last-write-wins, so their lanes are ordered: one call at a time per
+        topic keeps Kafka order (the 10 requests/s quota makes the lost parallelism irrelevant).
+        Events carry their own timestamps: order between their calls does not matter.
+        """
+        lanes: dict[tuple[str, str], Lane] = {}
+        by_topic: dict[str, Lane] = {}
+        for topic, route in routes.items():
+            key = (route.target.scope, route.target.api)
+            if key not in lanes:
+                ordered = route.target.dataset_type is not DatasetType.INTERACTIONS
+                queue: SendQueue[BatchKey, Any] = SendQueue(linger_s=linger_s, max_wait_s=max_wait_s, ordered=ordered)
+                limiter = limiters.get(*key) if limiters is not None else None
+                lanes[key] = Lane(key, queue, limiter, self._dispatch, clock=self._clock)
+            by_topic[topic] = lanes[key]
+        return list(lanes.values()), by_topic
+
     def start(self) -> None:
-        self._flusher = asyncio.get_running_loop().create_task(self._flush_loop(), name="batch-flusher")
+        """Nothing runs before records arrive: each lane arms its own timer on first use. Kept so
+        the lifecycle reads start -> submit -> drain -> close wherever a pipeline is used."""
 
     # -- intake ----------------------------------------------------------------------------------
 
@@ -127,7 +156,6 @@ class Pipeline:
                 self._internal_error(route, raw, exc)
         if self._draining:
             self._flush_all()
-        self._wakeup.set()
 
     def _route_one(self, route: TopicRoute, raw: RawRecord, now_wall: float, now: float) -> None:
         identity = self._identity(raw) if raw.headers else raw.source
@@ -140,22 +168,18 @@ class Pipeline:
             decoded.gate.hold(raw, decoded.ref, self)
             return
         self._raw[raw.source] = raw
+        lane = self._lanes[raw.source.topic]
         if isinstance(decoded, Fanout):  # done when every part is delivered, or dead-lettered once as a whole
             parts = self._fanout.open(raw.source, len(decoded.interactions))
             for part, interaction in zip(parts, decoded.interactions, strict=True):
                 key: BatchKey = (raw.source.topic, interaction.user_id, interaction.session_id)
-                full = self._batcher.add(key, interaction, part, now, size=raw.size // len(parts))
-                if full is not None:
-                    self._dispatch(full)
+                lane.add(key, interaction, part, now, size=raw.size // len(parts))
             return
         if isinstance(decoded, Interaction):
-            key = (raw.source.topic, decoded.user_id, decoded.session_id)
-            full = self._batcher.add(key, decoded, raw.source, now, size=raw.size)
+            lane.add((raw.source.topic, decoded.user_id, decoded.session_id), decoded, raw.source, now, size=raw.size)
         else:
-            key = (raw.source.topic, None, "")
-            full = self._batcher.add(key, decoded, raw.source, now, coalesce_id=decoded.entity_id, size=raw.size)
-        if full is not None:
-            self._dispatch(full)
+            lane.add((raw.source.topic, None, ""), decoded, raw.source, now, coalesce_id=decoded.entity_id,
+                     size=raw.size)
 
     def requeue(self, records: list[RawRecord]) -> None:
         """Records a schema gate held go back to the front of the queue, in order, and are decoded again."""
@@ -188,37 +212,15 @@ class Pipeline:
                       **{RAW_EXCERPT_KEY: repr(exc)[:500]})
         self._write_dlq(route, raw, rejection)
 
-    # -- batching --------------------------------------------------------------------------------
+    # -- dispatch --------------------------------------------------------------------------------
 
-    async def _flush_loop(self) -> None:
-        while True:
-            deadline = self._batcher.next_deadline()
-            if deadline is None:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            delay = deadline - self._clock()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            for batch in self._batcher.due(self._clock()):
-                self._dispatch(batch)
-
-    def _dispatch(self, batch: Batch[BatchKey, Any]) -> None:
+    def _dispatch(self, batch: Batch[BatchKey, Any]) -> asyncio.Task[None]:
+        """A lane chose `batch` for the token it holds: deliver it (retries pace themselves)."""
         route = self._routes[batch.key[0]]
-        task = asyncio.get_running_loop().create_task(self._deliver(route, batch))
+        task = asyncio.get_running_loop().create_task(self._sender.deliver(route.target, batch, self))
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
-
-    async def _deliver(self, route: TopicRoute, batch: Batch[BatchKey, Any]) -> None:
-        if route.target.dataset_type is DatasetType.INTERACTIONS:
-            # Events carry their own timestamps: order between calls does not matter.
-            await self._sender.deliver(route.target, batch, self)
-            return
-        # Catalog upserts are last-write-wins: one call at a time per topic keeps Kafka order
-        # (asyncio.Lock is FIFO). The 10 req/s quota makes the lost parallelism irrelevant.
-        lock = self._ordered.setdefault(route.target.topic, asyncio.Lock())
-        async with lock:
-            await self._sender.deliver(route.target, batch, self)
+        return task
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -228,8 +230,9 @@ class Pipeline:
             log.error("delivery task crashed", error_class=type(error).__name__, **{RAW_EXCERPT_KEY: repr(error)})
 
     def _flush_all(self) -> None:
-        for batch in self._batcher.drain():
-            self._dispatch(batch)
+        """Every open batch is due now (shutdown); the lanes still send at their pace."""
+        for lane in self._lane_list:
+            lane.flush()
 
     # -- outcomes (DeliveryListener) -------------------------------------------------------------
 
@@ -286,19 +289,25 @@ class Pipeline:
             # Records already polled (even a chunk that arrives now) are part of what drains.
             self._decode(len(self._pending))
             self._flush_all()
-            if not self._tasks or self._clock() >= deadline:
+            left = self._clock() - deadline
+            if (not self._tasks and not self.pending_batches) or left >= 0:
                 break
-            await asyncio.wait(set(self._tasks), timeout=max(0.0, deadline - self._clock()))
-        return not self._tasks and not self._pending
+            if self._tasks:
+                await asyncio.wait(set(self._tasks), timeout=min(-left, DRAIN_POLL_S * 10),
+                                   return_when=asyncio.FIRST_COMPLETED)
+            else:  # batches wait in their lanes for tokens
+                await asyncio.sleep(min(-left, DRAIN_POLL_S))
+        return not self._tasks and not self._pending and not self.pending_batches
 
     async def close(self) -> None:
-        if self._flusher is not None:
-            self._flusher.cancel()
+        for lane in self._lane_list:
+            lane.close()
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, *( [self._flusher] if self._flusher else []), return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     @property
     def pending_batches(self) -> int:
-        return len(self._batcher)
+        """Entries waiting in the lanes, not yet sent (coalesced updates count once)."""
+        return sum(len(lane) for lane in self._lane_list)
 

@@ -141,14 +141,23 @@ class Sender:
         self._clock = clock
         self._faulted: set[str] = set()
 
-    async def deliver(self, target: Target, batch: Batch[Any, Any], listener: DeliveryListener) -> None:
-        """Deliver one batch to completion: delivered, dead-lettered, or (config fault) parked."""
+    async def deliver(self, target: Target, batch: Batch[Any, Any], listener: DeliveryListener, *,
+                      prepaid: bool = True) -> None:
+        """Deliver one batch to completion: delivered, dead-lettered, or (config fault) parked.
+
+        `prepaid`: the caller took the first call's token (the pipeline's lane does, before it
+        chooses the batch, so the batch kept filling while it waited). Retries, and the halves
+        of a bisected batch, take their own.
+        """
         deadline = DeliveryDeadline(self._clock(), self._timeout_s)
         attempt = 0
-        bucket = self._limiters.get(target.scope, target.api)
+        limiter = self._limiters.get(target.scope, target.api)
         self._metrics.batch_linger.labels(api=target.api).observe(max(0.0, self._clock() - batch.opened_at))
+        paid = prepaid
         while True:
-            await bucket.acquire()
+            if not paid:
+                await limiter.acquire()
+            paid = False
             try:
                 await self._call(target, batch)
             except asyncio.CancelledError:
@@ -168,7 +177,7 @@ class Sender:
                 if kind is ErrorKind.THROTTLED or (status is not None and status >= 500):
                     # A failing service is slowed down like a throttling one: thousands of batches
                     # each backing off on their own would still hammer it (AIMD on congestion).
-                    bucket.on_throttled()
+                    limiter.on_throttled()
                 self._metrics.delivery_retries.labels(api=target.api, reason=code or "connection").inc()
                 pause = deadline.next_sleep(self._clock(), self._backoff.delay(attempt, kind, self._rng))
                 if pause is None:
@@ -177,7 +186,6 @@ class Sender:
                 await asyncio.sleep(pause)
                 attempt += 1
                 continue
-            bucket.on_success()
             self._metrics.put_requests.labels(api=target.api, outcome="success").inc()
             if target.topic in self._faulted:
                 self._faulted.discard(target.topic)
@@ -205,7 +213,8 @@ class Sender:
     ) -> None:
         if len(batch.entries) > 1:
             left, right = batch.split()
-            await asyncio.gather(self.deliver(target, left, listener), self.deliver(target, right, listener))
+            await asyncio.gather(self.deliver(target, left, listener, prepaid=False),
+                                 self.deliver(target, right, listener, prepaid=False))
             return
         rejection = Rejection(
             stage=Stage.VALIDATION,
