@@ -13,6 +13,14 @@ concern the Put* data plane:
 * ``error_rate`` - that fraction of Put* requests answers 500 ``InternalFailure``.
 * ``latency_ms`` - every Put* reply is delayed this long (``asyncio.sleep``, so other
   requests proceed meanwhile).
+* ``quota_rps`` - the real service's quota: requests/s **per dataset group and operation**,
+  e.g. ``{"PutEvents": 1000, "PutItems": 10, "PutUsers": 10}`` (operations not named are
+  not limited). Each (group, operation) has its own bucket holding one second's worth; a
+  request that finds its bucket empty answers like ``throttle_rps``. The group is read
+  from the request: PutEvents by its ``trackingId`` (a dataset group has at most one event
+  tracker, so the tracker stands for its group), PutItems/PutUsers by the group named in
+  ``datasetArn``. A fleet of workers sharing one group's quota meets it here as it would
+  in AWS, while other groups keep their own.
 
 Faults are decided before validation and storage, so a throttled or failed request
 stores nothing - exactly what a client retrying it must be able to rely on.
@@ -30,8 +38,8 @@ Control-plane knobs (for testing a training scheduler):
   request-rate error, retried by botocore's standard and adaptive modes).
 
 The two counters count down as they are used (``GET /_local/faults`` shows what is left).
-The control-plane keys appear in the settings only when set, so a client of the older
-three-key API sees exactly what it saw before.
+The control-plane keys and ``quota_rps`` appear in the settings only when set, so a client
+of the older three-key API sees exactly what it saw before.
 """
 
 from __future__ import annotations
@@ -39,8 +47,9 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Final
 
@@ -53,7 +62,13 @@ _CONTROL_DEFAULTS: Final[dict[str, Any]] = {
     "fail_next_campaign_updates": 0,
     "training_seconds": 0.0,
     "control_throttle_rps": None,
+    "quota_rps": None,
 }
+#: Operations a per-group quota can name (the data plane).
+QUOTA_OPERATIONS: Final = frozenset({"PutEvents", "PutItems", "PutUsers", "PutActions", "PutActionInteractions"})
+#: Where a request names its group; the bodies are JSON written by botocore or the lean client.
+_TRACKING_ID = re.compile(rb'"trackingId"\s*:\s*"([^"\\]*)"')
+_DATASET_GROUP = re.compile(rb'"datasetArn"\s*:\s*"arn:[^"]*?:dataset/([^/"]+)/')
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +80,13 @@ class FaultSettings:
     fail_next_campaign_updates: int = 0
     training_seconds: float = 0.0
     control_throttle_rps: float | None = None
+    quota_rps: Mapping[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The three data-plane keys always; control-plane keys only when not at their default."""
         values = asdict(self)
+        if self.quota_rps is not None:
+            values["quota_rps"] = dict(self.quota_rps)
         return {k: v for k, v in values.items() if k in _DATA_PLANE_KEYS or v != _CONTROL_DEFAULTS[k]}
 
 
@@ -110,6 +128,27 @@ def parse_settings(payload: Any) -> FaultSettings:
     )
 
 
+def _parse_quota(value: Any) -> dict[str, float] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not value:
+        raise ValueError("quota_rps must be an object of operation -> requests/s, e.g. {\"PutEvents\": 1000}")
+    unknown = set(value) - QUOTA_OPERATIONS
+    if unknown:
+        raise ValueError(f"quota_rps names unknown operations {sorted(unknown)}; use {sorted(QUOTA_OPERATIONS)}")
+    for operation, rate in value.items():
+        if type(rate) not in (int, float) or not math.isfinite(rate) or not 0 < rate <= FAULT_LIMITS["throttle_rps"]:
+            raise ValueError(f"quota_rps.{operation} must be a number above 0 and at most "
+                             f"{FAULT_LIMITS['throttle_rps']:g}")
+    return {operation: float(rate) for operation, rate in value.items()}
+
+
+def quota_group(operation: str, body: bytes) -> str:
+    """The dataset group a data-plane request counts against (see the module docstring)."""
+    match = (_TRACKING_ID if operation in ("PutEvents", "PutActionInteractions") else _DATASET_GROUP).search(body)
+    return match.group(1).decode("utf-8", "replace") if match else ""
+
+
 def _parse_control(payload: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in ("fail_next_trainings", "fail_next_campaign_updates"):
@@ -122,6 +161,7 @@ def _parse_control(payload: dict[str, Any]) -> dict[str, Any]:
         _check_number(name, value)
         out[name] = None if value is None else float(value)
     out["training_seconds"] = out["training_seconds"] or 0.0
+    out["quota_rps"] = _parse_quota(payload.get("quota_rps"))
     return out
 
 
@@ -150,19 +190,29 @@ class TokenBucket:
 class FaultInjector:
     """Current fault settings plus the state (bucket, RNG) needed to apply them."""
 
-    def __init__(self, rng: random.Random | None = None) -> None:
+    def __init__(self, rng: random.Random | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self._rng = rng or random.Random()
+        self._clock = clock
         self.settings = FaultSettings()
         self._bucket: TokenBucket | None = None
         self._control_bucket: TokenBucket | None = None
+        self._quota_buckets: dict[tuple[str, str], TokenBucket] = {}
         self.throttled = 0
         self.injected_errors = 0
 
     def configure(self, settings: FaultSettings) -> None:
         self.settings = settings
-        self._bucket = None if settings.throttle_rps is None else TokenBucket(settings.throttle_rps)
+        self._bucket = None if settings.throttle_rps is None else TokenBucket(settings.throttle_rps, self._clock)
         rate = settings.control_throttle_rps
-        self._control_bucket = None if rate is None else TokenBucket(rate)
+        self._control_bucket = None if rate is None else TokenBucket(rate, self._clock)
+        self._quota_buckets = {}
+
+    def _quota_bucket(self, operation: str, body: bytes, quota: Mapping[str, float]) -> TokenBucket:
+        key = (quota_group(operation, body), operation)
+        bucket = self._quota_buckets.get(key)
+        if bucket is None:
+            bucket = self._quota_buckets[key] = TokenBucket(quota[operation], self._clock)
+        return bucket
 
     def check_control(self) -> None:
         """Raise LimitExceededException when the control-plane bucket is empty."""
@@ -185,14 +235,20 @@ class FaultInjector:
         self.settings = replace(self.settings, fail_next_campaign_updates=count - 1)
         return True
 
-    async def apply(self) -> None:
-        """Delay, then raise the injected ApiError if this request is to fail."""
+    async def apply(self, operation: str = "", body: bytes = b"") -> None:
+        """Delay, then raise the injected ApiError if this request is to fail.
+
+        `operation` and `body` identify the dataset group for ``quota_rps``."""
         settings = self.settings
         if settings.latency_ms > 0:
             await asyncio.sleep(settings.latency_ms / 1000.0)
         if self._bucket is not None and not self._bucket.take():
             self.throttled += 1
             raise ApiError(THROTTLING, "Rate exceeded", rule="injected_throttle")
+        quota = settings.quota_rps
+        if quota is not None and operation in quota and not self._quota_bucket(operation, body, quota).take():
+            self.throttled += 1
+            raise ApiError(THROTTLING, "Rate exceeded", rule="quota")
         if settings.error_rate > 0 and self._rng.random() < settings.error_rate:
             self.injected_errors += 1
             raise ApiError(

@@ -111,7 +111,7 @@ class PersonalizeService:
                 return error_response(error, request_id)
             try:
                 if inject_faults:
-                    await faults.apply()  # before decoding and storage: a failed request stores nothing
+                    await faults.apply(operation, raw)  # before decoding and storage: a failure stores nothing
             except ApiError as error:
                 return error_response(error, request_id)
             try:
