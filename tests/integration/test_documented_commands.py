@@ -489,7 +489,10 @@ def test_readme_validate(tmp_path: Path) -> None:
     now = time.time()
     good = [_track("m1", now - 60), _track("m2", now - 30, event="click")]
     (tmp_path / "events.jsonl").write_text("\n".join([good[0], "not json", good[1], _track("m3", 1.0), ""]))
-    argv = substitute(command.argv, values={"events.jsonl": str(tmp_path / "events.jsonl")})
+    # The events are Segment `track` calls: the documented `--preset ga4` becomes `--preset segment`
+    # (its own parsing is covered by test_cli_command_answers_help).
+    argv = substitute(command.argv, values={"events.jsonl": str(tmp_path / "events.jsonl")},
+                      options={"--preset": "segment"})
     result = run(cli(argv), cwd=tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
     *invalid, summary = [json.loads(line) for line in result.stdout.splitlines()]
@@ -497,7 +500,7 @@ def test_readme_validate(tmp_path: Path) -> None:
     assert summary["summary"]["valid"] == 2 and summary["summary"]["invalid"] == 2, summary
 
     assert "(or `-`)" in (ROOT / "README.md").read_text(encoding="utf-8"), "README no longer offers stdin"
-    stdin_argv = substitute(command.argv, values={"events.jsonl": "-"})
+    stdin_argv = substitute(command.argv, values={"events.jsonl": "-"}, options={"--preset": "segment"})
     result = run(cli(stdin_argv), cwd=tmp_path, stdin="\n".join(good) + "\n")
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads(result.stdout.splitlines()[-1])["summary"]["valid"] == 2
