@@ -42,9 +42,11 @@ def client_option_supported() -> bool:
 
 
 def write_worker_config(
-    path: Path, *, bootstrap: str, endpoint_url: str, topic: str, tracking_id: str, group_id: str,
-    delivery: dict[str, Any] | None = None, client: str | None = None, topic_extra: dict[str, Any] | None = None,
+    path: Path, *, bootstrap: str, endpoint_url: str, topics: list[tuple[str, str]], group_id: str,
+    quotas: dict[str, Any], delivery: dict[str, Any] | None = None, client: str | None = None,
+    topic_extra: dict[str, Any] | None = None, log_level: str = "WARNING",
 ) -> Path:
+    """A worker config consuming `topics` ((topic, tracking ID) pairs, each tracker its own dataset group)."""
     personalize: dict[str, Any] = {"region": "us-east-1", "events_endpoint_url": endpoint_url}
     if client is not None and client_option_supported():
         personalize["client"] = client
@@ -52,9 +54,11 @@ def write_worker_config(
         "kafka": {"bootstrap_servers": bootstrap, "group_id": group_id, "commit_interval_s": 1.0, **TANSU_CONSUMER},
         "personalize": personalize,
         "delivery": {"delivery_timeout_s": 300, "drain_timeout_s": 20, **(delivery or {})},
+        "quotas": quotas,
         "observability": {"http_host": "127.0.0.1", "http_port": free_port(), "log_format": "json",
-                          "log_level": "WARNING"},
-        "topics": [{"name": topic, "dataset_type": "interactions", "tracking_id": tracking_id, **(topic_extra or {})}],
+                          "log_level": log_level},
+        "topics": [{"name": topic, "dataset_type": "interactions", "tracking_id": tracking_id, **(topic_extra or {})}
+                   for topic, tracking_id in topics],
     }
     path.write_text(yaml.safe_dump(config))
     return path
@@ -69,6 +73,7 @@ class Measured:
         self.proc: subprocess.Popen[bytes] | None = None
         self.mark: ProcSample | None = None
         self.last: ProcSample | None = None
+        self.stopped = False  # told to stop before the end of the run (a scale-in)
 
     def start(self) -> Measured:
         with self.log_path.open("ab") as log:
@@ -102,6 +107,17 @@ class Measured:
             self.take_last()
         stop_process(self.proc, timeout_s)
         return self.proc.returncode
+
+    def terminate(self) -> None:
+        """SIGTERM now, without waiting (the worker drains and leaves its group meanwhile)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.take_last()
+            self.stopped = True
+            os.kill(self.proc.pid, signal.SIGTERM)
+
+    def take_last_if_alive(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.take_last()
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.processes import aws_env, write_worker_config
-from bench.runs import UNLIMITED_RPS
+from bench.runs import NO_QUOTA
 from bench.stack import TRACKING_ID, Stack, accepted
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -169,9 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         data = stack.backlog(args.events, args.layout)
         server = stack.personalize("profile")
         config = write_worker_config(workdir / "worker.yaml", bootstrap=stack.bootstrap,
-                                     endpoint_url=server.endpoint_url, topic=data.topic, tracking_id=TRACKING_ID,
-                                     group_id="bench-profile", delivery={"put_events_rps": UNLIMITED_RPS},
-                                     client=args.client)
+                                     endpoint_url=server.endpoint_url, topics=[(data.topic, TRACKING_ID)],
+                                     group_id="bench-profile", quotas=NO_QUOTA, client=args.client)
         settings = load_settings(config)
         configure_logging(json=True, level="WARNING", redact_user_ids=True, redaction_salt="")
         worker = Worker(settings, handle_signals=False)

@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     checks = report.targets(done)
     summary = {"mode": mode, "machine": info, "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "duration_s": round(time.monotonic() - began, 1), "targets": checks, "failed": failed,
-               "scenarios": done}
+               "quota_comparison": report.quota_comparison(done), "scenarios": done}
     _write(results_dir / "summary.json", summary)
     charted = report.chart(done, info, results_dir / "chart.png")
     print()

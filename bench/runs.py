@@ -22,6 +22,7 @@ import sys
 import time
 import uuid
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,11 +30,29 @@ from typing import Any
 from bench import measure
 from bench.processes import BaselineProc, Measured, WorkerProc, write_worker_config
 from bench.procstat import machine_busy_s, sample, wait_until_quiet
-from bench.stack import ITEMS, SEED, TRACKING_ID, USERS, Dataset, Stack, accepted, delivered_events, lp_get
+from bench.stack import ITEMS, SEED, TRACKING_ID, USERS, Dataset, Stack, delivered_events, distinct_accepted, lp_get
 
 #: "No quota": the worker's own limiter far above anything one machine reaches.
 UNLIMITED_RPS = 1_000_000.0
+NO_QUOTA: dict[str, Any] = {"default": {"put_events_rps": UNLIMITED_RPS}}
 STATS_POLL_S = 0.5  # the stats call counts rows; polled slowly so it costs the server nothing
+TIMELINE_POLL_S = 0.05  # while steps of a timeline are due, look more often
+
+
+@dataclass(frozen=True)
+class Step:
+    """Something done to a running run, `at_s` seconds after every process owned partitions.
+
+    ``faults``: set the local Personalize's faults (a quota, a storm); ``start``: one more worker
+    process joins the group (a scale-out); ``stop``: worker `index` gets SIGTERM (a scale-in). The
+    wall time each step was taken is in the result's ``timeline``, under its `label`.
+    """
+
+    at_s: float
+    action: str
+    label: str
+    faults: dict[str, Any] | None = None
+    index: int = 0
 
 
 @dataclass
@@ -53,6 +72,9 @@ class RunSpec:
     transport: str | None = None  # "http1": the lean client on its former pool, via bench.worker_variant
     faults: dict[str, Any] | None = None
     topic_extra: dict[str, Any] = field(default_factory=dict)  # merged into the topic: format, registry
+    quotas: dict[str, Any] = field(default_factory=lambda: dict(NO_QUOTA))  # the worker's `quotas` section
+    timeline: list[Step] = field(default_factory=list)
+    log_level: str = "WARNING"  # INFO: the quota runs count the workers' share and throttling lines
     timeout_s: float = 300.0
     quiet_timeout_s: float = 120.0  # how long to wait for other load to stop before starting (0: don't)
 
@@ -65,24 +87,31 @@ def _gen_command(stack: Stack, topic: str, rate: float, count: int, manifest: Pa
     ]  # fmt: skip
 
 
-def _start_processes(stack: Stack, spec: RunSpec, topic: str, endpoint: str, workdir: Path) -> list[Measured]:
+def _start_processes(stack: Stack, spec: RunSpec, topic: str, endpoint: str,
+                     workdir: Path) -> tuple[list[Measured], str]:
+    """The process(es) under test, and the consumer group the workers share."""
     group = f"bench-{spec.name}-{uuid.uuid4().hex[:6]}"
-    procs: list[Measured] = []
-    for index in range(spec.processes if spec.kind == "worker" else 1):
-        if spec.kind == "baseline":
-            procs.append(BaselineProc(
-                bootstrap=stack.bootstrap, topic=topic, endpoint_url=endpoint, tracking_id=TRACKING_ID,
-                group_id=group, log_path=workdir / "baseline.log", ready_file=workdir / "baseline.ready",
-            ).start())  # fmt: skip
-            continue
-        config = write_worker_config(
-            workdir / f"worker{index}.yaml", bootstrap=stack.bootstrap, endpoint_url=endpoint, topic=topic,
-            tracking_id=TRACKING_ID, group_id=group, delivery={"put_events_rps": UNLIMITED_RPS, **spec.delivery},
-            client=spec.client, topic_extra=spec.topic_extra,
-        )  # fmt: skip
-        procs.append(WorkerProc(config, workdir / f"worker{index}.log", spec.consumer_overrides,
-                                spec.transport).start())
-    return procs
+    if spec.kind == "baseline":
+        return [BaselineProc(
+            bootstrap=stack.bootstrap, topic=topic, endpoint_url=endpoint, tracking_id=TRACKING_ID,
+            group_id=group, log_path=workdir / "baseline.log", ready_file=workdir / "baseline.ready",
+        ).start()], group  # fmt: skip
+    workers: list[Measured] = [_start_worker(stack, spec, topic, endpoint, workdir, index, group)
+                               for index in range(spec.processes)]
+    return workers, group
+
+
+def _start_worker(stack: Stack, spec: RunSpec, topic: str, endpoint: str, workdir: Path, index: int,
+                  group: str) -> WorkerProc:
+    topics = spec.dataset.topic_trackers() if spec.dataset is not None else [(topic, TRACKING_ID)]
+    config = write_worker_config(
+        workdir / f"worker{index}.yaml", bootstrap=stack.bootstrap, endpoint_url=endpoint, topics=topics,
+        group_id=group, quotas=spec.quotas, delivery=spec.delivery, client=spec.client,
+        topic_extra=spec.topic_extra, log_level=spec.log_level,
+    )  # fmt: skip
+    worker = WorkerProc(config, workdir / f"worker{index}.log", spec.consumer_overrides, spec.transport)
+    worker.start()
+    return worker
 
 
 def _wait_all_ready(procs: list[Measured], timeout_s: float = 90.0) -> tuple[float, float]:
@@ -111,14 +140,16 @@ def run(stack: Stack, spec: RunSpec, workdir: Path) -> dict[str, Any]:
     """Execute one run and return its measured result (JSON-ready)."""
     workdir.mkdir(parents=True, exist_ok=True)
     waited = wait_until_quiet(timeout_s=spec.quiet_timeout_s) if spec.quiet_timeout_s > 0 else 0.0
-    server = stack.personalize(spec.name)
+    trackers = [t for _topic, t in spec.dataset.topic_trackers()] if spec.dataset else [TRACKING_ID]
+    server = stack.personalize(spec.name, trackers)
     procs: list[Measured] = []
     generator: Measured | None = None
+    applied: list[dict[str, Any]] = []
     try:
         if spec.faults:
             server.set_faults(**spec.faults)
         topic = spec.dataset.topic if spec.dataset else stack.new_topic(f"live-{spec.name}")
-        procs = _start_processes(stack, spec, topic, server.endpoint_url, workdir)
+        procs, group = _start_processes(stack, spec, topic, server.endpoint_url, workdir)
         started = time.time()
         first_ready, all_ready = _wait_all_ready(procs)
         for proc in procs:
@@ -144,14 +175,16 @@ def run(stack: Stack, spec: RunSpec, workdir: Path) -> dict[str, Any]:
                 raise RuntimeError(f"generator failed:\n{generator.logs()}")
             gen_report = json.loads(manifest.read_text())
             expected_ids = gen_report["good_event_ids"]
-        reached = _wait_delivered(server, len(expected_ids), spec.timeout_s, procs)
+        timeline = Timeline(spec.timeline, started_at=time.monotonic(), applied=applied,
+                            take=lambda step: _take_step(step, stack, spec, topic, server, workdir, procs, group))
+        reached = _wait_delivered(server, len(expected_ids), spec.timeout_s, procs, timeline)
         for proc in procs:
-            proc.take_last()
+            proc.take_last_if_alive()
         server_end, broker_end = sample(server.pid or 0), sample(stack.broker.pid or 0)
         machine_cpu, wall = machine_busy_s() - machine_mark, time.monotonic() - wall_mark
         harness_cpu = _delta(self_mark, sample(os.getpid())) or 0.0
         exit_codes = [proc.stop() for proc in procs]
-        rows = delivered_events(server)
+        rows = delivered_events(server, None if spec.dataset and spec.dataset.tenants else TRACKING_ID)
         stats = lp_get(server, "/_local/stats")
     finally:
         for proc in procs:
@@ -159,20 +192,63 @@ def run(stack: Stack, spec: RunSpec, workdir: Path) -> dict[str, Any]:
         if generator is not None:
             generator.kill()
         stack.stop_personalize(server)
-    return _result(spec, rows, stats, expected_ids, procs, started, first_ready, all_ready, reached, exit_codes,
-                   cpu=(_delta(server_mark, server_end), _delta(broker_mark, broker_end),
-                        generator.cpu_since_mark() if generator else None),
-                   gen_report=gen_report, load=(waited, machine_cpu, harness_cpu, wall))
+    result = _result(spec, rows, stats, expected_ids, procs, started, first_ready, all_ready, reached, exit_codes,
+                     cpu=(_delta(server_mark, server_end), _delta(broker_mark, broker_end),
+                          generator.cpu_since_mark() if generator else None),
+                     gen_report=gen_report, load=(waited, machine_cpu, harness_cpu, wall))
+    return _quota_figures(result, spec, rows, applied, first_ready, all_ready)
 
 
-def _wait_delivered(server: Any, expected: int, timeout_s: float, procs: list[Measured]) -> bool:
+class Timeline:
+    """The steps of a run, taken when due (see `Step`); each one's wall time is recorded in `applied`."""
+
+    def __init__(self, steps: list[Step], *, started_at: float, applied: list[dict[str, Any]],
+                 take: Callable[[Step], None]) -> None:
+        self._steps = sorted(steps, key=lambda s: s.at_s)
+        self._started_at = started_at
+        self._applied = applied
+        self._take = take
+
+    def due(self) -> float | None:
+        """Take every step that is due; seconds until the next one (None: nothing left)."""
+        while self._steps:
+            wait = self._started_at + self._steps[0].at_s - time.monotonic()
+            if wait > 0:
+                return wait
+            step = self._steps.pop(0)
+            self._take(step)
+            self._applied.append({"label": step.label, "action": step.action, "at_s": step.at_s,
+                                  "wall": time.time()})
+        return None
+
+
+def _take_step(step: Step, stack: Stack, spec: RunSpec, topic: str, server: Any, workdir: Path,
+               procs: list[Measured], group: str) -> None:
+    if step.action == "faults":
+        server.set_faults(**(step.faults or {}))
+    elif step.action == "start":
+        worker = _start_worker(stack, spec, topic, server.endpoint_url, workdir, len(procs), group)
+        worker.take_mark()
+        procs.append(worker)
+    elif step.action == "stop":
+        procs[step.index].terminate()
+    else:
+        raise ValueError(f"unknown step action {step.action!r}")
+
+
+def _wait_delivered(server: Any, expected: int, timeout_s: float, procs: list[Measured],
+                    timeline: Timeline | None = None) -> bool:
     deadline = time.monotonic() + timeout_s
+    last_poll = 0.0
     while time.monotonic() < deadline:
-        if accepted(server) >= expected:
-            return True
-        if not all(proc.alive() for proc in procs):
-            return False
-        time.sleep(STATS_POLL_S)
+        next_step = timeline.due() if timeline is not None else None
+        if time.monotonic() - last_poll >= STATS_POLL_S:
+            last_poll = time.monotonic()
+            if distinct_accepted(server) >= expected:
+                return True
+            if not all(proc.alive() for proc in procs if not proc.stopped):
+                return False
+        time.sleep(min(STATS_POLL_S, TIMELINE_POLL_S if next_step is not None else STATS_POLL_S))
     return False
 
 
@@ -256,4 +332,24 @@ def _result(
     if spec.faults and spec.faults.get("throttle_rps"):
         result["quota"] = {"rps": spec.faults["throttle_rps"],
                            **measure.quota_use(rows, float(spec.faults["throttle_rps"]), first_ready)}
+    return result
+
+
+def _quota_figures(result: dict[str, Any], spec: RunSpec, rows: list[measure.Row], applied: list[dict[str, Any]],
+                   first_ready: float, all_ready: float) -> dict[str, Any]:
+    """What a run against a per-group quota (`quota_rps`) shows: use of the quota, the share of calls
+    throttled, and, for a storm in the timeline, how fast it was over."""
+    result["quotas"] = spec.quotas
+    if applied:
+        result["timeline"] = applied
+    group_quota = (spec.faults or {}).get("quota_rps", {}).get("PutEvents")
+    if group_quota:
+        result["quota"] = {"rps": group_quota,
+                           **measure.quota_use(rows, float(group_quota), first_ready, steady_from=all_ready + 2.0)}
+        requests = result["put_events_requests"]
+        result["throttled_share"] = round(result["throttled"] / requests, 5) if requests else None
+    marks = {step["label"]: step["wall"] for step in applied}
+    if "storm" in marks and "storm_end" in marks:
+        result["storm"] = {"seconds": round(marks["storm_end"] - marks["storm"], 2),
+                           **measure.storm_recovery(rows, marks["storm"], marks["storm_end"])}
     return result

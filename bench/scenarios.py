@@ -18,6 +18,20 @@ sweep_linger       linger_ms over LINGER (backlog: events/s, fill; full mode als
 sweep_concurrency  max_concurrency over CONCURRENCY (backlog)
 avro_vs_json       the same events as JSON and as Confluent-framed Avro (loopback registry stand-in),
                    alternating runs, AVRO_PAIRS pairs: avro events/s over JSON events/s
+
+Sharing one dataset group's quota (issue 12). Network-bound: the local Personalize adds NET_LATENCY_MS
+per call and enforces GROUP_QUOTA requests/s per dataset group (`quota_rps`); each scenario runs the
+shared scheme (`quotas.sharing: partitions`, the group's whole quota) and the static split (`sharing:
+static`, quota / N per replica) on the same data, one after the other:
+quota_shared_4_replicas   4 worker processes draining a backlog: quota use in steady seconds, calls throttled
+quota_shared_scale_event  3 processes, a 4th joins at a third of the run, one leaves (SIGTERM) at two thirds
+                          (KEDA-like): quota use and calls throttled over the whole run (static: quota / 4)
+quota_shared_skewed       4 processes, one partition holds half the backlog: quota use in steady seconds
+throttle_recovery         1 process; 10 s in, the group's quota drops to a tenth for STORM_S s: seconds until
+                          events/s is back to 90 % of the pre-storm rate, events per call after the storm
+tenants_50                the same events in 50 topics of one partition (50 trackers = 50 dataset groups,
+                          50 lanes) and in one topic of 50 partitions (one tracker), alternating:
+                          events/s of 50 over events/s of one (CPU-bound, no quota)
 """
 
 from __future__ import annotations
@@ -31,7 +45,7 @@ from typing import Any
 from bench.avro_data import TRACK_SCHEMA, confluent_avro, realistic_records
 from bench.processes import client_option_supported
 from bench.registry_stub import LoopbackRegistry
-from bench.runs import RunSpec, run
+from bench.runs import RunSpec, Step, run
 from bench.stack import ITEMS, SEED, USERS, Dataset, Stack
 
 DEFAULT_LINGER_MS = 50.0
@@ -41,6 +55,10 @@ NET_LATENCY_MS = 20.0  # emulated round trip to AWS in the network-bound scaling
 NET_CONCURRENCY = 8
 FALLBACK_FULL_RATE = 10_000.0
 AVRO_PAIRS = 3  # alternating JSON/Avro runs: the median of each is compared
+GROUP_QUOTA = 1000.0  # PutEvents requests/s of the dataset group, enforced by the local Personalize
+SHARED_PROCESSES = 4
+STORM_QUOTA = 100.0  # the group's quota during the storm: a tenth
+TENANTS = 50
 FOREIGN_LOAD_WARN = 0.1  # cores used by processes outside the run: above this a result is flagged
 
 
@@ -57,6 +75,12 @@ class Sizes:
     concurrency: tuple[int, ...]
     sweep_latency: bool
     repeats: int = 1  # headline runs (baseline, worker_full, scaling_2) are repeated; the median is quoted
+    shared: int = 3_000  # backlog of the quota-sharing runs (about 5 events per call at 1,000 calls/s)
+    storm_pre_s: float = 2.0  # throttle_recovery: seconds at the full quota before the storm
+    storm_s: float = 2.0  # and of the storm itself (the issue's: 30 s)
+    storm_events: int = 3_000  # backlog of throttle_recovery: enough to outlast the storm by 10 s and more
+    tenants_events: int = 2_000
+    tenant_pairs: int = 1
 
 
 SIZES: dict[str, Sizes] = {
@@ -64,14 +88,18 @@ SIZES: dict[str, Sizes] = {
                   linger=(0.0, 50.0), concurrency=(8, 64), sweep_latency=False),
     "quick": Sizes(baseline=1_500, full=40_000, botocore=20_000, dense=30_000, paced_s=6.0, quota=20_000,
                    sweep=15_000, linger=(0.0, 10.0, 50.0, 200.0), concurrency=(8, 32, 64, 128),
-                   sweep_latency=False),
+                   sweep_latency=False, shared=60_000, storm_pre_s=5.0, storm_s=10.0, storm_events=100_000,
+                   tenants_events=30_000),
     "full": Sizes(baseline=3_000, full=200_000, botocore=100_000, dense=200_000, paced_s=30.0, quota=60_000,
                   sweep=50_000, linger=(0.0, 10.0, 50.0, 200.0), concurrency=(8, 32, 64, 128),
-                  sweep_latency=True, repeats=3),
+                  sweep_latency=True, repeats=3, shared=200_000, storm_pre_s=10.0, storm_s=30.0,
+                  storm_events=200_000, tenants_events=100_000, tenant_pairs=2),
 }
 
 SCENARIOS = ("baseline", "worker_full", "worker_botocore", "client_compare", "worker_dense", "worker_long",
-             "latency_full", "latency_half", "quota", "scaling", "sweep_linger", "sweep_concurrency", "avro_vs_json")
+             "latency_full", "latency_half", "quota", "scaling", "sweep_linger", "sweep_concurrency", "avro_vs_json",
+             "quota_shared_4_replicas", "quota_shared_scale_event", "quota_shared_skewed", "throttle_recovery",
+             "tenants_50")
 
 
 @dataclass
@@ -127,6 +155,12 @@ def _brief(r: dict[str, Any]) -> str:
         q = r["quota"]
         text += (f", quota use {q['steady']:.1%} steady ({q['overall']:.1%} from ready), "
                  f"throttled {r['throttled']}, lost {r['lost_events']}")
+    if r.get("throttled_share") is not None:
+        text += f", {r['throttled_share']:.2%} of calls throttled"
+    if "storm" in r:
+        storm = r["storm"]
+        text += (f", storm: back to 90 % in {storm['recovery_s']} s, {storm['events_per_call_after']} ev/call "
+                 f"after ({storm['small_call_share_after']:.0%} of calls 1-2 events)")
     if (r.get("foreign_cpu_cores") or 0.0) > FOREIGN_LOAD_WARN:
         text += f"  [other processes used {r['foreign_cpu_cores']} cores meanwhile]"
     return text + ("" if r["complete"] else "  [INCOMPLETE]")
@@ -195,7 +229,7 @@ def latency_half(ctx: Context) -> list[dict[str, Any]]:
 def quota(ctx: Context) -> list[dict[str, Any]]:
     data = ctx.backlog(ctx.sizes.quota)
     spec = RunSpec("quota", "worker vs 1,000 req/s quota (throttling local Personalize)", dataset=data,
-                   delivery={"put_events_rps": QUOTA_RPS}, faults={"throttle_rps": QUOTA_RPS})
+                   quotas={"default": {"put_events_rps": QUOTA_RPS}}, faults={"throttle_rps": QUOTA_RPS})
     return [ctx.run(spec)]
 
 
@@ -282,6 +316,80 @@ def avro_vs_json(ctx: Context) -> list[dict[str, Any]]:
     return out
 
 
+# -- sharing one dataset group's quota (issue 12) -----------------------------------------------------------
+
+SHARED = {"sharing": "partitions", "default": {"put_events_rps": GROUP_QUOTA}}
+NET_FAULTS = {"latency_ms": NET_LATENCY_MS, "quota_rps": {"PutEvents": GROUP_QUOTA}}
+
+
+def static_split(replicas: int) -> dict[str, Any]:
+    """The old advice: each replica paces at the group's quota / replicas, whatever the assignment."""
+    return {"sharing": "static", "default": {"put_events_rps": GROUP_QUOTA / replicas}}
+
+
+def _pair(ctx: Context, name: str, label: str, static_n: int, **kwargs: Any) -> list[dict[str, Any]]:
+    """The shared scheme, then the static split, on the same data and setting."""
+    shared = ctx.run(RunSpec(name, f"{label}, shared quota", quotas=SHARED, **kwargs))
+    shared["scheme"] = "shared"
+    static = ctx.run(RunSpec(f"{name}_static", f"{label}, static quota / {static_n}", quotas=static_split(static_n),
+                             **kwargs))
+    static["scheme"] = f"static / {static_n}"
+    return [shared, static]
+
+
+def _expected_s(events: int, events_per_call: float = 5.0) -> float:
+    """About how long a backlog takes at the group's quota."""
+    return events / (GROUP_QUOTA * events_per_call)
+
+
+def quota_shared_4_replicas(ctx: Context) -> list[dict[str, Any]]:
+    data = ctx.backlog(ctx.sizes.shared)
+    return _pair(ctx, "quota_shared_4", f"{SHARED_PROCESSES} workers, one group at {GROUP_QUOTA:g} req/s",
+                 SHARED_PROCESSES, dataset=data, processes=SHARED_PROCESSES, faults=NET_FAULTS)
+
+
+def quota_shared_scale_event(ctx: Context) -> list[dict[str, Any]]:
+    data = ctx.backlog(ctx.sizes.shared)
+    third = _expected_s(ctx.sizes.shared) / 3
+    timeline = [Step(third, "start", "replica_joins"), Step(2 * third, "stop", "replica_leaves", index=0)]
+    return _pair(ctx, "quota_shared_scale", "3 workers, +1 at 1/3, -1 at 2/3", SHARED_PROCESSES,
+                 dataset=data, processes=3, faults=NET_FAULTS, timeline=timeline)
+
+
+def quota_shared_skewed(ctx: Context) -> list[dict[str, Any]]:
+    data = ctx.stack.backlog_skewed(ctx.sizes.shared, hot_share=0.5)
+    return _pair(ctx, "quota_skewed", f"{SHARED_PROCESSES} workers, one partition holds half", SHARED_PROCESSES,
+                 dataset=data, processes=SHARED_PROCESSES, faults=NET_FAULTS)
+
+
+def throttle_recovery(ctx: Context) -> list[dict[str, Any]]:
+    data = ctx.backlog(ctx.sizes.storm_events)
+    pre, storm = ctx.sizes.storm_pre_s, ctx.sizes.storm_s
+    timeline = [Step(pre, "faults", "storm", faults={**NET_FAULTS, "quota_rps": {"PutEvents": STORM_QUOTA}}),
+                Step(pre + storm, "faults", "storm_end", faults=NET_FAULTS)]
+    return _pair(ctx, "throttle_recovery", f"1 worker, quota to {STORM_QUOTA:g} req/s for {storm:g} s", 1,
+                 dataset=data, faults=NET_FAULTS, timeline=timeline)
+
+
+def tenants_50(ctx: Context) -> list[dict[str, Any]]:
+    """The same events for one tenant and for 50, alternating runs; the median of each is compared."""
+    one, many = ctx.stack.backlog_tenants(ctx.sizes.tenants_events, TENANTS)
+    ones: list[dict[str, Any]] = []
+    manys: list[dict[str, Any]] = []
+    for _ in range(ctx.sizes.tenant_pairs):
+        ones.append(ctx.run(RunSpec("tenants_1", f"worker, 1 topic of {TENANTS} partitions, 1 tracker",
+                                    dataset=one)))
+        manys.append(ctx.run(RunSpec(f"tenants_{TENANTS}", f"worker, {TENANTS} topics, {TENANTS} trackers/groups",
+                                     dataset=many)))
+    out = []
+    for runs in (ones, manys):
+        median = sorted(runs, key=lambda r: float(r["events_per_s"]))[len(runs) // 2]
+        median["repeats"] = [{k: r[k] for k in ("events_per_s", "steady_events_per_s", "cpu_s_per_1000",
+                                                 "foreign_cpu_cores")} for r in runs]
+        out.append(median)
+    return out
+
+
 RUNNERS: dict[str, Callable[[Context], list[dict[str, Any]]]] = {
     "baseline": baseline,
     "worker_full": worker_full,
@@ -296,4 +404,9 @@ RUNNERS: dict[str, Callable[[Context], list[dict[str, Any]]]] = {
     "sweep_linger": sweep_linger,
     "sweep_concurrency": sweep_concurrency,
     "avro_vs_json": avro_vs_json,
+    "quota_shared_4_replicas": quota_shared_4_replicas,
+    "quota_shared_scale_event": quota_shared_scale_event,
+    "quota_shared_skewed": quota_shared_skewed,
+    "throttle_recovery": throttle_recovery,
+    "tenants_50": tenants_50,
 }

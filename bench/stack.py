@@ -12,6 +12,7 @@ import json
 import time
 import urllib.parse
 import urllib.request
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from clickstream_devkit.generator import ClickstreamGenerator, GeneratedRecord
 from clickstream_devkit.personalize.process import LocalPersonalize
 from kafka import KafkaProducer
 
+from bench.avro_data import realistic_records
 from bench.measure import ideal_fill
 from worker.kafka_admin import ensure_topics
 
@@ -46,6 +48,13 @@ class Dataset:
     produce_s: float = 0.0
     good_ids: list[str] = field(default_factory=list)
     ideal_fill: float = 0.0  # events/call if each (user, session) group went out in full calls
+    #: Several topics, each with its own tracker (= its own dataset group): the many-tenants runs.
+    #: Empty: the one `topic`, with TRACKING_ID.
+    tenants: tuple[tuple[str, str], ...] = ()
+
+    def topic_trackers(self) -> list[tuple[str, str]]:
+        """(topic, tracking ID) of every topic the worker consumes."""
+        return list(self.tenants) or [(self.topic, TRACKING_ID)]
 
 
 class Stack:
@@ -78,11 +87,11 @@ class Stack:
         ensure_topics(self.bootstrap, {name: partitions}, timeout_s=30.0)
         return name
 
-    def personalize(self, name: str) -> LocalPersonalize:
-        """A fresh local Personalize (own data directory) with the bench tracker registered."""
+    def personalize(self, name: str, trackers: Iterable[str] = (TRACKING_ID,)) -> LocalPersonalize:
+        """A fresh local Personalize (own data directory) with the bench tracker(s) registered."""
         self._started += 1  # a new directory every time: a reused one would hold the last run's events
         data = self.workdir / f"lp-{name}-{self._started}"
-        server = LocalPersonalize(data_dir=data / "data", trackers=[TRACKING_ID], log_path=data / "server.log")
+        server = LocalPersonalize(data_dir=data / "data", trackers=list(trackers), log_path=data / "server.log")
         self._servers.append(server)
         return server.start(timeout_s=30.0)
 
@@ -121,6 +130,40 @@ class Stack:
         return Dataset(topic, count, layout, elapsed, ids, round(ideal_fill([_batch_key(r) for r in records]), 2))
 
 
+    def backlog_skewed(self, count: int, hot_share: float, seed: int = SEED) -> Dataset:
+        """The realistic stream with one partition carrying `hot_share` of it (by visitor, so sessions
+        stay whole), the rest spread over the other partitions: "one partition carries half the traffic"."""
+        records = realistic_records(seed, count, USERS, ITEMS)
+        topic = self.new_topic(f"bench-skewed-{count}")
+        began = time.monotonic()
+        placed = [(_skewed_partition(r.key, hot_share), r.key, r.value) for r in records]
+        produce_placed(self.bootstrap, topic, placed)
+        ids = [r.event_id for r in records if r.event_id is not None]
+        fill = round(ideal_fill([_batch_key(r) for r in records]), 2)
+        return Dataset(topic, count, "skewed", time.monotonic() - began, ids, fill)
+
+    def backlog_tenants(self, count: int, tenants: int, seed: int = SEED) -> tuple[Dataset, Dataset]:
+        """The same realistic events twice: in `tenants` topics of one partition, each with its own tracker
+        (its own dataset group), and in one topic of `tenants` partitions with one tracker. Visitors are
+        split by key, so each tenant sees whole sessions and the data's batching ceiling is the same."""
+        records = realistic_records(seed, count, USERS, ITEMS)
+        ids = [r.event_id for r in records if r.event_id is not None]
+        fill = round(ideal_fill([_batch_key(r) for r in records]), 2)
+        began = time.monotonic()
+        one = self.new_topic(f"bench-one-tenant-{count}", partitions=tenants)
+        produce_placed(self.bootstrap, one, [(_bucket(r.key, tenants), r.key, r.value) for r in records])
+        single = Dataset(one, count, "tenants-1", time.monotonic() - began, ids, fill)
+        began = time.monotonic()
+        names = [self.new_topic(f"bench-tenant{n}-{count}", partitions=1) for n in range(tenants)]
+        by_tenant: dict[int, list[tuple[int, bytes, bytes]]] = {}
+        for r in records:
+            by_tenant.setdefault(_bucket(r.key, tenants), []).append((0, r.key, r.value))
+        for n, placed in by_tenant.items():
+            produce_placed(self.bootstrap, names[n], placed)
+        trackers = tuple((name, f"bench-tenant-{n:04d}-0000-0000-000000000000") for n, name in enumerate(names))
+        many = Dataset(names[0], count, f"tenants-{tenants}", time.monotonic() - began, ids, fill, tenants=trackers)
+        return single, many
+
     def backlog_of(self, name: str, pairs: list[tuple[bytes, bytes]], good_ids: list[str], layout: str) -> Dataset:
         """A backlog of given (key, value) pairs (e.g. the same events in another encoding)."""
         topic = self.new_topic(f"bench-{name}-{len(pairs)}")
@@ -158,6 +201,33 @@ def _batch_key(record: GeneratedRecord) -> tuple[str | None, str]:
     return doc.get("userId"), doc["context"]["sessionId"]
 
 
+def _bucket(key: bytes, buckets: int) -> int:
+    """A stable bucket of a record key (Python's hash() is salted per process)."""
+    return zlib.crc32(key) % buckets
+
+
+def _skewed_partition(key: bytes, hot_share: float, partitions: int = PARTITIONS) -> int:
+    """Partition 0 for `hot_share` of the visitors, the others spread evenly over the rest."""
+    point = zlib.crc32(key) / 2**32
+    if point < hot_share:
+        return 0
+    return 1 + int((point - hot_share) / (1 - hot_share) * (partitions - 1))
+
+
+def produce_placed(bootstrap: str, topic: str, placed: Iterable[tuple[int, bytes, bytes]]) -> int:
+    """Produce (partition, key, value) triples to the given partitions."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, batch_size=256 * 1024, acks="all")
+    sent = 0
+    try:
+        for partition, key, value in placed:
+            producer.send(topic, key=key, value=value, partition=partition)
+            sent += 1
+        producer.flush(timeout=120)
+    finally:
+        producer.close(timeout=10)
+    return sent
+
+
 def produce(bootstrap: str, topic: str, records: Iterable[GeneratedRecord]) -> int:
     return produce_pairs(bootstrap, topic, ((record.key, record.value) for record in records))
 
@@ -188,12 +258,22 @@ def accepted(server: LocalPersonalize) -> int:
     return int(lp_get(server, "/_local/stats", timeout_s=10.0)["accepted_events"])
 
 
-def delivered_events(server: LocalPersonalize) -> list[tuple[str, float, float]]:
-    """(eventId, sentAt, receivedAt) of every stored event, in arrival order."""
+def distinct_accepted(server: LocalPersonalize) -> int:
+    """Distinct event IDs accepted so far: redeliveries of one event (a rebalance, a replica leaving
+    mid-flight) count once, so a run is not over before every event arrived at least once."""
+    stats = lp_get(server, "/_local/stats", timeout_s=10.0)
+    return int(stats["accepted_events"]) - int(stats["duplicate_events"]) + int(stats.get("same_content_events", 0))
+
+
+def delivered_events(server: LocalPersonalize, tracking_id: str | None = TRACKING_ID) -> list[tuple[str, float, float]]:
+    """(eventId, sentAt, receivedAt) of every stored event (of one tracker, or all), in arrival order."""
     out: list[tuple[str, float, float]] = []
     offset = 0
     while True:
-        query = urllib.parse.urlencode({"trackingId": TRACKING_ID, "limit": EVENTS_PAGE, "offset": offset})
+        params: dict[str, str | int] = {"limit": EVENTS_PAGE, "offset": offset}
+        if tracking_id is not None:
+            params["trackingId"] = tracking_id
+        query = urllib.parse.urlencode(params)
         page = lp_get(server, f"/_local/events?{query}")
         out.extend((e["eventId"], float(e["sentAt"]), float(e["receivedAt"])) for e in page)
         if len(page) < EVENTS_PAGE:

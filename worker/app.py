@@ -41,6 +41,7 @@ from worker.ingest.pipeline import Pipeline, TopicRoute
 from worker.ingest.quota_feed import LoopAssignments
 from worker.ingest.ratelimit import RateLimiterRegistry
 from worker.ingest.sender import Sender, Target
+from worker.ingest.window import CallWindow
 from worker.kafka_admin import ensure_topics, partition_count
 from worker.mapping import EventDecoder
 from worker.observe.health import HealthServer, LoopHeartbeat
@@ -207,8 +208,9 @@ class Worker:
                 quotas.default.rates(), groups={group: quota.rates() for group, quota in quotas.groups.items()},
                 sharing=quotas.sharing, registry=self.metrics.registry,
             )
+            window = CallWindow(settings.delivery.max_concurrency)
             sender = Sender(
-                client, limiters, self.metrics,
+                client, limiters, self.metrics, window=window,
                 max_concurrency=settings.delivery.max_concurrency,
                 delivery_timeout_s=settings.delivery.delivery_timeout_s,
                 config_fault_retry_s=settings.delivery.config_fault_retry_s,
@@ -218,7 +220,7 @@ class Worker:
                 routes, sender, dead_letters=dlq, metrics=self.metrics, feedback=feedback,
                 linger_s=settings.delivery.linger_ms / 1000.0,
                 max_batch_wait_s=settings.delivery.max_batch_wait_ms / 1000.0,
-                limiters=limiters,
+                limiters=limiters, window=window,
                 archive=archive,
                 origin_key=(key.get_secret_value().encode()
                             if (key := settings.dlq.replay_origin_key) is not None else None),

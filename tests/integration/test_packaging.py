@@ -32,6 +32,7 @@ from prometheus_client import CollectorRegistry
 from worker.archive.sink import ArchiveMetrics
 from worker.config import ConfigError, WorkerSettings, load_settings
 from worker.config.scheduler import SchedulerSettings
+from worker.ingest.ratelimit import RateLimiterRegistry
 from worker.observe.health import HealthServer
 from worker.observe.metrics import Metrics
 from worker.schedule.lifecycle import SchedulerMetrics
@@ -194,9 +195,10 @@ def grants(doc: dict[str, Any]) -> dict[str, set[str]]:
 
 
 def exported_metric_samples() -> set[str]:
-    """Every sample name the worker process can export (worker, scheduler, archive)."""
+    """Every sample name the worker process can export (worker, quota, scheduler, archive)."""
     registry = CollectorRegistry()
     Metrics(registry)
+    RateLimiterRegistry({"PutEvents": 1000.0}, registry=registry)
     SchedulerMetrics(registry)
     ArchiveMetrics(registry)
     suffixes = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created")}

@@ -109,7 +109,7 @@ class Fleet:
         self.rng = random.Random(seed)
         self.params = params
         self.replicas: list[Replica] = []
-        self._events: list[tuple[float, int, str, int, bool]] = []
+        self._events: list[tuple[float, int, str, int, bool, float]] = []
         self._seq = 0
         self._accepted: dict[int, int] = {}
         self._throttled: dict[int, int] = {}
@@ -158,9 +158,9 @@ class Fleet:
 
     # -- the model ---------------------------------------------------------------------
 
-    def _push(self, when: float, kind: str, name: int, ok: bool = False) -> None:
+    def _push(self, when: float, kind: str, name: int, ok: bool = False, sent_at: float = 0.0) -> None:
         self._seq += 1
-        heapq.heappush(self._events, (when, self._seq, kind, name, ok))
+        heapq.heappush(self._events, (when, self._seq, kind, name, ok, sent_at))
 
     def _pump(self, replica: Replica) -> None:
         if replica.reserved or replica.ready < 1 or not replica.alive:
@@ -185,12 +185,12 @@ class Fleet:
                 continue
             if when > end:
                 break
-            when, _seq, kind, name, ok = heapq.heappop(self._events)
+            when, _seq, kind, name, ok, sent_at = heapq.heappop(self._events)
             while next_sample <= when:
                 self._sample(next_sample)
                 next_sample += 1.0
             self.clock.now = when
-            self._handle(kind, self.replicas[name], ok)
+            self._handle(kind, self.replicas[name], ok, sent_at)
         while next_sample <= end:
             self._sample(next_sample)
             next_sample += 1.0
@@ -213,13 +213,14 @@ class Fleet:
         for replica in self.replicas:
             self._rates[replica.name].append(replica.limiter.controller.rate_at(at))
 
-    def _handle(self, kind: str, replica: Replica, ok: bool) -> None:
+    def _handle(self, kind: str, replica: Replica, ok: bool, sent_at: float) -> None:
         now = self.clock.now
         if kind == "wake":
             replica.reserved = False
             if replica.ready >= 1 and replica.alive:
                 replica.ready -= 1
-                self._push(now + self.latency_s / 2 + self.rng.uniform(0, self.jitter_s), "arrive", replica.name)
+                self._push(now + self.latency_s / 2 + self.rng.uniform(0, self.jitter_s), "arrive", replica.name,
+                           sent_at=now)
             else:
                 replica.limiter.refund(now)
             self._pump(replica)
@@ -230,13 +231,13 @@ class Fleet:
                 self._accepted[second] = self._accepted.get(second, 0) + 1
             else:
                 self._throttled[second] = self._throttled.get(second, 0) + 1
-            self._push(now + self.latency_s / 2, "response", replica.name, admitted)
+            self._push(now + self.latency_s / 2, "response", replica.name, admitted, sent_at)
         elif kind == "response":
             if ok:
                 replica.accepted += 1
                 return
             replica.throttled += 1
-            replica.limiter.on_throttled(now)
+            replica.limiter.on_throttled(now, sent_at=sent_at)
             self._push(now + self.rng.uniform(0.0, 0.2), "retry", replica.name)
         elif kind == "retry":
             replica.ready += 1

@@ -186,15 +186,16 @@ def test_the_hold_is_a_number_of_own_calls_at_low_rates() -> None:
 
 
 def test_probing_is_slow_until_idle_quota_is_proven_then_fast() -> None:
-    """Without evidence the rate climbs linearly at 20 % of the share per second; once this replica
-    has sent a whole second of its share above it without a throttle, the slope grows."""
+    """Without evidence the rate climbs linearly at `probe_per_s` of the share per second; once this
+    replica has sent a whole second of its share above it without a throttle, the slope grows."""
     controller = RateController(1000, 0.25)
     rates = saturated_run(controller, 0.0, 6.0)
-    slope = 0.2 * 250
+    slope = ControlParams().probe_per_s * 250
+    evidence_at = math.sqrt(2 * 250 / slope)  # borrowed = slope * t^2 / 2 reaches one second of the share
     assert rates[99] == pytest.approx(250 + slope * 1.0, rel=0.01)
-    # Borrowed requests reach 250 (one second of the share) at t = sqrt(2 * 250 / 50) ~ 3.16 s.
-    assert rates[299] == pytest.approx(250 + slope * 3.0, rel=0.01)
-    assert rates[499] - rates[399] > 3 * slope, "accelerating after the evidence"
+    just_before = round(evidence_at * 100) - 2
+    assert rates[just_before] == pytest.approx(250 + slope * (just_before + 1) / 100, rel=0.01)
+    assert rates[just_before + 100] - rates[just_before] > 3 * slope, "accelerating after the evidence"
     assert rates[-1] == 1000.0, "bounded by the group's quota"
 
 
@@ -202,9 +203,10 @@ def test_a_fleet_that_uses_its_share_is_throttled_before_any_replica_speeds_up()
     """Four replicas probing together drain the service's one-second burst (1000 calls) when each
     has borrowed 250: exactly when the evidence would start; the slope is still the slow one."""
     controller = RateController(1000, 0.25)
-    t_drain = math.sqrt(2 * 1000 / (4 * 50))  # four replicas at +50/s each: 1000 borrowed at ~3.16 s
+    slope = ControlParams().probe_per_s * 250
+    t_drain = math.sqrt(2 * 1000 / (4 * slope))  # four replicas at +slope/s each: 1000 borrowed
     rates = saturated_run(controller, 0.0, t_drain - 0.02)
-    assert rates[-1] == pytest.approx(250 + 50 * (t_drain - 0.02), rel=0.01)
+    assert rates[-1] == pytest.approx(250 + slope * (t_drain - 0.02), rel=0.01)
 
 
 def test_a_borrowed_rate_is_given_back_when_the_backlog_ends() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import time
 from typing import Any
 
@@ -14,6 +15,7 @@ from worker.ingest.lanes import Lane
 from worker.ingest.quota_control import RateController
 from worker.ingest.ratelimit import Limiter
 from worker.ingest.send_queue import SendQueue
+from worker.ingest.window import CallWindow
 from worker.observe.logging import configure_logging
 from worker.records import SourceRef
 
@@ -137,3 +139,36 @@ def test_flush_sends_what_lingers_and_close_stops_the_timer() -> None:
         return flushed, len(sent.batches)
 
     assert asyncio.run(scenario()) == (1, 1)
+
+
+def test_retries_take_their_turn_from_the_lane_before_new_batches_at_the_rate_of_the_moment() -> None:
+    """Retries do not keep reservations made before a decrease: each turn is paced when handed out."""
+    async def scenario() -> tuple[list[str], list[float]]:
+        sent = Dispatcher()
+        limiter = Limiter(("g", "PutEvents"), RateController(40.0, 1.0, now=time.monotonic()))
+        window = CallWindow(64)
+        lane = Lane(("g", "PutEvents"), SendQueue(linger_s=0.0, max_wait_s=1.0), limiter, sent, window=window)
+        order: list[str] = []
+        granted: list[float] = []
+
+        async def retry(n: int) -> None:
+            assert await limiter.turn(), "a lane is attached: it hands over token and slot"
+            granted.append(time.monotonic())
+            order.append(f"retry{n}")
+            window.give_back()
+
+        for _ in range(4):  # the burst (4 tokens at 40/s) is used up first
+            limiter.reserve()
+        lane.add("new", 0, src(0), time.monotonic())
+        retries = [asyncio.create_task(retry(n)) for n in range(6)]
+        await asyncio.sleep(0.06)
+        limiter.on_throttled(sent_at=time.monotonic())  # 40/s -> 28/s while they wait
+        await asyncio.gather(*retries)
+        await asyncio.sleep(0.1)  # the new batch's token: one spacing after the last retry
+        order.extend(f"batch:{b.key}" for b in sent.batches)
+        return order, granted
+
+    order, granted = asyncio.run(scenario())
+    assert order == [f"retry{n}" for n in range(6)] + ["batch:new"], "retries first, in order"
+    gaps = [b - a for a, b in itertools.pairwise(granted[2:])]
+    assert min(gaps) >= 1 / 28 * 0.9, "after the decrease every turn is spaced at the new rate"

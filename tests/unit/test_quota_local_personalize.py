@@ -76,3 +76,26 @@ def test_quota_settings_are_shown_only_when_set_and_reset_by_configure() -> None
 def test_invalid_quota_settings(value: object) -> None:
     with pytest.raises(ValueError, match="quota_rps"):
         parse_settings({"quota_rps": value})
+
+
+def test_a_request_waiting_out_its_latency_meets_the_quota_in_force_when_it_is_decided() -> None:
+    """A storm starts while calls are in their emulated round trip: they must not create the
+    group's bucket from the settings they started under (it would keep the old quota)."""
+    clock = FakeClock()
+    injector = FaultInjector(clock=clock)
+    injector.configure(parse_settings({"latency_ms": 5, "quota_rps": {"PutEvents": 1000}}))
+
+    async def scenario() -> list[bool]:
+        async def one() -> bool:
+            try:
+                await injector.apply("PutEvents", events_body("a"))
+            except ApiError:
+                return False
+            return True
+
+        first = asyncio.ensure_future(one())
+        await asyncio.sleep(0)  # it is asleep for its latency
+        injector.configure(parse_settings({"latency_ms": 5, "quota_rps": {"PutEvents": 1}}))
+        return [await first, await one(), await one()]
+
+    assert asyncio.run(scenario()) == [True, False, False], "the storm's quota of 1/s, not the old 1000/s"

@@ -24,6 +24,7 @@ from worker.ingest.grouping import Batch
 from worker.ingest.quota_share import LaneKey
 from worker.ingest.ratelimit import Limiter
 from worker.ingest.send_queue import SendQueue
+from worker.ingest.window import CallWindow
 from worker.records import SourceRef
 
 #: Starts the delivery of one batch (the pipeline's); returns its task.
@@ -31,21 +32,25 @@ Dispatch = Callable[[Batch[Any, Any]], "asyncio.Task[None]"]
 
 
 class Lane:
-    """One (scope, API): batches are taken from `queue` one token at a time and dispatched.
+    """One (scope, API): batches are taken from `queue` one slot of `window` and one token at a
+    time, and dispatched; the delivery gives the slot back when its call ends.
 
-    Without a `limiter` (tests that check batching alone) batches go as soon as they are due.
+    Without a `limiter` and `window` (tests that check batching alone) batches go when due.
     """
 
     def __init__(self, key: LaneKey, queue: SendQueue[Any, Any], limiter: Limiter | None, dispatch: Dispatch, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 window: CallWindow | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.key = key
         self._queue = queue
         self._limiter = limiter
+        self._window = window
         self._dispatch = dispatch
         self._clock = clock
         self._handle: asyncio.TimerHandle | None = None
         self._wake_at = math.inf
         self._token = False  # a token is reserved; the timer that fires at its time sends a batch
+        if limiter is not None:
+            limiter.attach(self._kick)  # retries of this scope wait for their turn here
 
     def add(self, key: Any, payload: Any, source: SourceRef, now: float, *, coalesce_id: str | None = None,
             size: int = 0) -> None:
@@ -91,22 +96,50 @@ class Lane:
         now = self._clock()
         if self._token:
             self._token = False
-            batch = self._queue.take(now)
-            if batch is None:  # nothing left (taken by a shutdown flush meanwhile)
-                assert self._limiter is not None
-                self._limiter.refund(now)
-            else:
-                self._send(batch)
+            if self._window is not None and not self._window.try_take():
+                self._refund(now)  # the slot went to a retry meanwhile: wait for the next one
+                self._window.notify_when_free(self._on_slot)
+                return
+            if not self._grant_retry():
+                batch = self._queue.take(now)
+                if batch is None:  # nothing left (taken by a shutdown flush meanwhile)
+                    self._refund(now)
+                    self._give_back()
+                else:
+                    self._send(batch)
         self._pump(now)
 
+    def _kick(self) -> None:
+        """A retry waits for its turn (`Limiter.turn`)."""
+        if not self._token:
+            self._arm(-math.inf, self._clock())
+
+    def _grant_retry(self) -> bool:
+        """Give the slot and token in hand to a waiting retry (before any new batch: it waited longer)."""
+        return self._limiter is not None and self._limiter.grant()
+
+    def _ready_at(self) -> float | None:
+        if self._limiter is not None and self._limiter.waiting():
+            return -math.inf
+        return self._queue.ready_at()
+
+    def _on_slot(self) -> None:
+        """The window has a free slot again (called synchronously by `CallWindow.give_back`)."""
+        if not self._token:
+            self._pump(self._clock())
+
     def _pump(self, now: float) -> None:
-        """Send what is ready while tokens are free; then arm the timer for what comes next."""
+        """Send what is ready while slots and tokens are free; then arm the timer for what comes next."""
         while True:
-            at = self._queue.ready_at()
+            at = self._ready_at()
             if at is None:
                 return
             if at > now:
                 self._arm(at, now)
+                return
+            if self._window is not None and not self._window.free():
+                # Held up by the calls in flight, not by the rate: no token is taken (see `window`).
+                self._window.notify_when_free(self._on_slot)
                 return
             if self._limiter is not None:
                 delay = self._limiter.reserve(now)
@@ -114,12 +147,24 @@ class Lane:
                     self._token = True
                     self._arm(now + delay, now)
                     return
+            if self._window is not None:
+                self._window.try_take()  # free, and nothing ran since the check
+            if self._grant_retry():
+                continue
             batch = self._queue.take(now)
             if batch is None:  # ready_at and take disagree only for a refunded token
-                if self._limiter is not None:
-                    self._limiter.refund(now)
+                self._refund(now)
+                self._give_back()
                 return
             self._send(batch)
+
+    def _refund(self, now: float) -> None:
+        if self._limiter is not None:
+            self._limiter.refund(now)
+
+    def _give_back(self) -> None:
+        if self._window is not None:
+            self._window.give_back()
 
     def _send(self, batch: Batch[Any, Any]) -> None:
         task = self._dispatch(batch)

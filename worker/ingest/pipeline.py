@@ -32,6 +32,7 @@ from worker.ingest.origin import OriginCheck, check_origin
 from worker.ingest.ratelimit import RateLimiterRegistry
 from worker.ingest.send_queue import SendQueue
 from worker.ingest.sender import Sender, Target
+from worker.ingest.window import CallWindow
 from worker.mapping import EventDecoder
 from worker.observe.logging import RAW_EXCERPT_KEY, rejection_log_fields
 from worker.observe.metrics import Metrics
@@ -74,6 +75,7 @@ class Pipeline:
         linger_s: float,
         max_batch_wait_s: float = 1.0,
         limiters: RateLimiterRegistry | None = None,
+        window: CallWindow | None = None,
         archive: ArchiveSink | None = None,
         origin_key: bytes | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -89,7 +91,11 @@ class Pipeline:
         self._origin_warned: set[tuple[str, OriginCheck]] = set()
         self._clock = clock
         self._wall_clock = wall_clock
-        self._lane_list, self._lanes = self._build_lanes(routes, limiters, linger_s, max(linger_s, max_batch_wait_s))
+        if (limiters is None) != (window is None):
+            raise ValueError("limiters and window go together: the lanes take a slot and a token for each batch")
+        self._paced = limiters is not None
+        self._lane_list, self._lanes = self._build_lanes(routes, limiters, window, linger_s,
+                                                         max(linger_s, max_batch_wait_s))
         self._raw: dict[SourceRef, RawRecord] = {}
         self._pending: deque[RawRecord] = deque()
         self._decode_scheduled = False
@@ -98,7 +104,8 @@ class Pipeline:
         self._fanout = FanoutTracker()  # records that became several interactions (GA4 items)
         self.faults: dict[str, str] = {}
 
-    def _build_lanes(self, routes: dict[str, TopicRoute], limiters: RateLimiterRegistry | None, linger_s: float,
+    def _build_lanes(self, routes: dict[str, TopicRoute], limiters: RateLimiterRegistry | None,
+                     window: CallWindow | None, linger_s: float,
                      max_wait_s: float) -> tuple[list[Lane], dict[str, Lane]]:
         """One lane per (dataset group, API), shared by the topics feeding it; topic -> its lane.
 
@@ -114,7 +121,7 @@ class Pipeline:
                 ordered = route.target.dataset_type is not DatasetType.INTERACTIONS
                 queue: SendQueue[BatchKey, Any] = SendQueue(linger_s=linger_s, max_wait_s=max_wait_s, ordered=ordered)
                 limiter = limiters.get(*key) if limiters is not None else None
-                lanes[key] = Lane(key, queue, limiter, self._dispatch, clock=self._clock)
+                lanes[key] = Lane(key, queue, limiter, self._dispatch, window=window, clock=self._clock)
             by_topic[topic] = lanes[key]
         return list(lanes.values()), by_topic
 
@@ -215,9 +222,11 @@ class Pipeline:
     # -- dispatch --------------------------------------------------------------------------------
 
     def _dispatch(self, batch: Batch[BatchKey, Any]) -> asyncio.Task[None]:
-        """A lane chose `batch` for the token it holds: deliver it (retries pace themselves)."""
+        """A lane chose `batch` for the slot and token it holds: deliver it (retries take their own)."""
         route = self._routes[batch.key[0]]
-        task = asyncio.get_running_loop().create_task(self._sender.deliver(route.target, batch, self))
+        delivery = (self._sender.deliver(route.target, batch, self, prepaid=True) if self._paced
+                    else self._sender.deliver(route.target, batch, self))
+        task = asyncio.get_running_loop().create_task(delivery)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task

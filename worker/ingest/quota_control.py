@@ -58,8 +58,8 @@ class ControlParams:
     hold_calls: float = 200.0
     recover_per_s: float = 0.25
     recover_floor: float = 0.1
-    probe_per_s: float = 0.2
-    growth_per_s: float = 4.0
+    probe_per_s: float = 0.3
+    growth_per_s: float = 8.0
     max_slope_per_s: float = 2.0
     evidence_s: float = 1.0
     min_fraction: float = 0.01
@@ -88,8 +88,8 @@ class RateController:
     Not thread-safe: it belongs to the event loop.
     """
 
-    __slots__ = ("_borrowed", "_fraction", "_hold_until", "_last", "_no_decrease_before", "_params", "_quota",
-                 "_rate", "_saturated_until", "_slope", "throttles")
+    __slots__ = ("_borrowed", "_decreased_at", "_fraction", "_hold_until", "_last", "_no_decrease_before", "_params",
+                 "_quota", "_rate", "_saturated_until", "_slope", "throttles")
 
     def __init__(self, quota: float, fraction: float = 1.0, *, now: float = 0.0,
                  params: ControlParams | None = None) -> None:
@@ -103,6 +103,7 @@ class RateController:
         self._saturated_until = -math.inf
         self._hold_until = -math.inf
         self._no_decrease_before = -math.inf
+        self._decreased_at = -math.inf
         self._slope = self._initial_slope()
         self._borrowed = 0.0  # requests sent above the share since the last throttle (the evidence)
         self.throttles = 0  # decreases so far (for logs and tests)
@@ -158,10 +159,18 @@ class RateController:
         self._advance(now)
         self._saturated_until = now + self._params.saturated_s
 
-    def on_throttled(self, now: float) -> bool:
-        """The service refused a call for its rate. True when the rate was decreased."""
+    def on_throttled(self, now: float, sent_at: float | None = None) -> bool:
+        """The service refused a call for its rate. True when the rate was decreased.
+
+        With `sent_at` (when the refused call went out), a call sent before the last decrease
+        was paced at the old rate and is ignored; one sent after it is news, however soon it
+        comes. Without it, throttles within ``max(debounce_s, 1/rate)`` of a decrease are ignored.
+        """
         self._advance(now)
-        if now < self._no_decrease_before:
+        if sent_at is not None:
+            if sent_at < self._decreased_at:
+                return False
+        elif now < self._no_decrease_before:
             return False
         p = self._params
         share = self.share_rate
@@ -171,6 +180,7 @@ class RateController:
         self._borrowed = 0.0
         self._hold_until = now + max(p.hold_s, p.hold_calls / max(share, self.floor))
         self._no_decrease_before = now + max(p.debounce_s, 1.0 / self._rate)
+        self._decreased_at = now
         self.throttles += 1
         return True
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from typing import Literal
 
@@ -148,6 +149,8 @@ class Limiter:
         self.decreases = 0
         self._logged_at = -math.inf
         self._unlogged = 0
+        self._turns: deque[asyncio.Future[None]] = deque()
+        self._lane: Callable[[], None] | None = None
 
     @property
     def rate(self) -> float:
@@ -175,12 +178,48 @@ class Limiter:
         if delay > 0:
             await asyncio.sleep(delay)
 
-    def on_throttled(self, now: float | None = None) -> None:
+    # -- retries take their turn from the lane ----------------------------------------------
+
+    def attach(self, kick: Callable[[], None]) -> None:
+        """The lane of this scope hands out its tokens from now on; `kick` tells it a retry waits.
+
+        One token at a time, at the rate of the moment: a retry that reserved its token on its
+        own would keep a schedule made at the rate before a decrease, and a storm's first second
+        of retries would go out at the old rate all over again."""
+        self._lane = kick
+
+    async def turn(self) -> bool:
+        """A retry's next call. With a lane attached, wait until it hands over a token and a window
+        slot (True). Without, take a token here (False: the caller takes its own slot)."""
+        if self._lane is None:
+            await self.acquire()
+            return False
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._turns.append(future)
+        self._lane()
+        await future
+        return True
+
+    def waiting(self) -> bool:
+        """Whether a retry waits for its turn."""
+        while self._turns and self._turns[0].done():  # cancelled while waiting (shutdown)
+            self._turns.popleft()
+        return bool(self._turns)
+
+    def grant(self) -> bool:
+        """Hand the token and slot the lane holds to the oldest waiting retry; False if none waits."""
+        if not self.waiting():
+            return False
+        self._turns.popleft().set_result(None)
+        return True
+
+    def on_throttled(self, now: float | None = None, sent_at: float | None = None) -> None:
         """The service throttled (or failed: a failing service is slowed down like a throttling
-        one) a call of this scope: multiplicative decrease, debounced by the controller."""
+        one) a call of this scope, sent at `sent_at`: multiplicative decrease, unless the call
+        went out before the last one (see `RateController.on_throttled`)."""
         now = self._clock() if now is None else now
         before = self.controller.rate_at(now)
-        if not self.controller.on_throttled(now):
+        if not self.controller.on_throttled(now, sent_at):
             return
         self.decreases += 1
         self._sync(now)

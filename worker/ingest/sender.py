@@ -26,6 +26,7 @@ import structlog
 from worker.ingest.grouping import Batch
 from worker.ingest.ratelimit import RateLimiterRegistry
 from worker.ingest.retry import Backoff, DeliveryDeadline, ErrorKind, classify
+from worker.ingest.window import CallWindow
 from worker.observe.metrics import Metrics
 from worker.records import CatalogUpdate, DatasetType, Interaction, Rejection, SourceRef, Stage
 
@@ -126,6 +127,7 @@ class Sender:
         max_concurrency: int,
         delivery_timeout_s: float,
         config_fault_retry_s: float,
+        window: CallWindow | None = None,
         backoff: Backoff | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -133,7 +135,7 @@ class Sender:
         self._client = client
         self._limiters = limiters
         self._metrics = metrics
-        self._slots = asyncio.Semaphore(max_concurrency)
+        self.window = window or CallWindow(max_concurrency)
         self._timeout_s = delivery_timeout_s
         self._fault_retry_s = config_fault_retry_s
         self._backoff = backoff or Backoff()
@@ -142,12 +144,13 @@ class Sender:
         self._faulted: set[str] = set()
 
     async def deliver(self, target: Target, batch: Batch[Any, Any], listener: DeliveryListener, *,
-                      prepaid: bool = True) -> None:
+                      prepaid: bool = False) -> None:
         """Deliver one batch to completion: delivered, dead-lettered, or (config fault) parked.
 
-        `prepaid`: the caller took the first call's token (the pipeline's lane does, before it
-        chooses the batch, so the batch kept filling while it waited). Retries, and the halves
-        of a bisected batch, take their own.
+        `prepaid`: the caller holds the first call's slot of `window` and its token (the
+        pipeline's lane takes both before it chooses the batch, so the batch kept filling while
+        it waited). Retries, and the halves of a bisected batch, wait for their turn from the
+        same lane (`Limiter.turn`), so every call of a scope goes out at the rate of the moment.
         """
         deadline = DeliveryDeadline(self._clock(), self._timeout_s)
         attempt = 0
@@ -155,9 +158,10 @@ class Sender:
         self._metrics.batch_linger.labels(api=target.api).observe(max(0.0, self._clock() - batch.opened_at))
         paid = prepaid
         while True:
-            if not paid:
-                await limiter.acquire()
+            if not paid and not await limiter.turn():  # the lane hands out token and slot, in order
+                await self.window.take()
             paid = False
+            sent_at = self._clock()
             try:
                 await self._call(target, batch)
             except asyncio.CancelledError:
@@ -177,7 +181,7 @@ class Sender:
                 if kind is ErrorKind.THROTTLED or (status is not None and status >= 500):
                     # A failing service is slowed down like a throttling one: thousands of batches
                     # each backing off on their own would still hammer it (AIMD on congestion).
-                    limiter.on_throttled()
+                    limiter.on_throttled(sent_at=sent_at)
                 self._metrics.delivery_retries.labels(api=target.api, reason=code or "connection").inc()
                 pause = deadline.next_sleep(self._clock(), self._backoff.delay(attempt, kind, self._rng))
                 if pause is None:
@@ -194,18 +198,19 @@ class Sender:
             return
 
     async def _call(self, target: Target, batch: Batch[Any, Any]) -> None:
-        request = build_request(target, batch)
-        async with self._slots:
-            started = time.perf_counter()
-            try:
-                if target.dataset_type is DatasetType.INTERACTIONS:
-                    await self._client.put_events(**request)
-                elif target.dataset_type is DatasetType.ITEMS:
-                    await self._client.put_items(**request)
-                else:
-                    await self._client.put_users(**request)
-            finally:
-                self._metrics.put_latency.labels(api=target.api).observe(time.perf_counter() - started)
+        """One call in the slot the caller holds; the slot is given back when it ends, however it ends."""
+        started = time.perf_counter()
+        try:
+            request = build_request(target, batch)
+            if target.dataset_type is DatasetType.INTERACTIONS:
+                await self._client.put_events(**request)
+            elif target.dataset_type is DatasetType.ITEMS:
+                await self._client.put_items(**request)
+            else:
+                await self._client.put_users(**request)
+        finally:
+            self.window.give_back()
+            self._metrics.put_latency.labels(api=target.api).observe(time.perf_counter() - started)
         self._metrics.events_per_call.labels(api=target.api).observe(len(batch.entries))
 
     async def _isolate_poison(

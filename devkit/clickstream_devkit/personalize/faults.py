@@ -239,9 +239,9 @@ class FaultInjector:
         """Delay, then raise the injected ApiError if this request is to fail.
 
         `operation` and `body` identify the dataset group for ``quota_rps``."""
-        settings = self.settings
-        if settings.latency_ms > 0:
-            await asyncio.sleep(settings.latency_ms / 1000.0)
+        if self.settings.latency_ms > 0:
+            await asyncio.sleep(self.settings.latency_ms / 1000.0)
+        settings = self.settings  # after the sleep: the settings may have changed meanwhile (a storm starts)
         if self._bucket is not None and not self._bucket.take():
             self.throttled += 1
             raise ApiError(THROTTLING, "Rate exceeded", rule="injected_throttle")
