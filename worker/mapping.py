@@ -32,6 +32,11 @@ Default shapes (what `default_mapping` reads without any configuration):
     {"type": "identify", "userId": "u1", "traits": {"membership": "gold"}}
 
   with columns read from `traits.*`.
+* actions: like items, keyed by ``actionId`` (also at properties.actionId); the time
+  columns (CREATION_TIMESTAMP, EXPIRATION_TIMESTAMP) may be ISO-8601 or epoch seconds.
+* action interactions: a Segment **track** event naming the action (`worker.action_mapping`).
+
+The path and conversion helpers live in `worker.fieldpaths` (re-exported here).
 
 Decoding never raises: every failure becomes a `Rejection` with stage MAPPING (nothing
 usable could be extracted) or VALIDATION (a value breaks a schema or API rule). It runs
@@ -40,19 +45,38 @@ for every event, so it avoids per-call pydantic work: paths are compiled once.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
-from worker.config.mapping import InteractionsMapping, ItemsMapping, TimestampUnit, UsersMapping
+from worker.action_mapping import ActionInteractionReader
+from worker.config.mapping import (
+    ActionInteractionsMapping,
+    ActionsMapping,
+    AnyMapping,
+    InteractionsMapping,
+    ItemsMapping,
+    TimestampUnit,
+    UsersMapping,
+)
 from worker.decoding.outcomes import AwaitSchema, DeserializationError, Fanout, ShapeError
 from worker.decoding.payload import RegistryPayload
 from worker.decoding.presets import IDENTITY_KEYS as PRESET_IDENTITY_KEYS
 from worker.decoding.shapes import SHAPES
+from worker.fieldpaths import (
+    MappingConfigError,
+    MappingError,
+    Path,
+    as_id,
+    column_paths,
+    compile_paths,
+    derived_event_id,
+    extract,
+    parse_impression,
+    to_epoch_seconds,
+    whole_seconds,
+)
 from worker.records import (
     CatalogUpdate,
     DatasetType,
@@ -64,7 +88,7 @@ from worker.records import (
     Stage,
     truncate,
 )
-from worker.schemas import ID_FIELDS, DatasetSchema, property_key
+from worker.schemas import ID_FIELDS, TIME_FIELDS, DatasetSchema
 from worker.validation import (
     CatalogValidator,
     InteractionValidator,
@@ -73,6 +97,11 @@ from worker.validation import (
     ValidationLimits,
 )
 
+__all__ = [  # the path helpers moved to worker.fieldpaths; callers still import them from here
+    "DEFAULT_MAX_RECORD_BYTES", "IDENTITY_KEYS", "DecodeResult", "EventDecoder", "MappingConfigError", "MappingError",
+    "Path", "as_id", "compile_paths", "derived_event_id", "extract", "to_epoch_seconds",
+]
+
 #: Raw values larger than this are rejected before JSON parsing: a memory and CPU guard
 #: (a 10 KB event limit means nothing legitimate comes close).
 DEFAULT_MAX_RECORD_BYTES = 1_000_000
@@ -80,120 +109,6 @@ DEFAULT_MAX_RECORD_BYTES = 1_000_000
 #: What `EventDecoder.decode` returns: one record, a rejection, several interactions from one
 #: record (GA4 items), or "wait for this schema" (registry formats).
 DecodeResult = Decoded | Fanout | AwaitSchema
-
-
-class MappingConfigError(ValueError):
-    """A mapping that does not fit its schema (unknown column, wrong dataset type)."""
-
-
-class MappingError(ShapeError):
-    """Nothing usable could be extracted: not JSON, not an object, missing or wrong-typed path."""
-
-
-Path = tuple[str, ...]
-
-
-def compile_paths(paths: Sequence[str]) -> tuple[Path, ...]:
-    return tuple(tuple(p.split(".")) for p in paths)
-
-
-def extract(obj: Any, paths: tuple[Path, ...]) -> Any:
-    """The first non-null value found at one of `paths`; None when none holds one.
-
-    A path through something that is not an object (or a list, for a numeric segment)
-    simply finds nothing, so the next path is tried.
-    """
-    for path in paths:
-        cur = obj
-        for seg in path:
-            if type(cur) is dict:
-                cur = cur.get(seg)
-            elif type(cur) is list and seg.isascii() and seg.isdigit() and int(seg) < len(cur):
-                cur = cur[int(seg)]
-            else:
-                cur = None
-            if cur is None:
-                break
-        if cur is not None:
-            return cur
-    return None
-
-
-def as_id(field: str, raw: Any) -> str:
-    """IDs are strings; integers are accepted and written in decimal (common for user IDs)."""
-    if type(raw) is str:
-        return raw
-    if type(raw) is int:
-        return str(raw)
-    raise MappingError(Rule.WRONG_TYPE.value, field, f"expected a string, got {type(raw).__name__}", raw)
-
-
-def to_epoch_seconds(field: str, raw: Any, unit: TimestampUnit) -> float:
-    """Convert a source time to epoch seconds; naive ISO-8601 times are taken as UTC."""
-    if unit == "iso8601" or (unit.startswith("iso8601_or_") and isinstance(raw, str)):
-        if not isinstance(raw, str):
-            raise MappingError(
-                Rule.WRONG_TYPE.value, field, f"expected an ISO-8601 string (timestamp unit {unit})", raw
-            )
-        try:
-            moment = datetime.fromisoformat(raw)
-        except ValueError:
-            raise MappingError("bad_timestamp", field, "not an ISO-8601 date-time", raw) from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return moment.timestamp()
-    if isinstance(raw, bool) or not isinstance(raw, int | float):
-        raise MappingError(
-            Rule.WRONG_TYPE.value, field, f"expected a number of epoch {unit} (timestamp unit {unit})", raw
-        )
-    try:
-        if unit in ("milliseconds", "iso8601_or_milliseconds"):
-            return raw / 1000
-        return raw / 1_000_000 if unit == "microseconds" else float(raw)
-    except OverflowError:
-        raise ValidationError(Rule.OUT_OF_RANGE, field, "timestamp is too large", raw) from None
-
-
-def derived_event_id(
-    source: SourceRef, timestamp_ms: int | None = None, key: bytes | None = None, value: bytes | None = None
-) -> str:
-    """A stable eventId derived from the record itself (64 hex chars, same in every process).
-
-    Inputs: topic, partition, offset, the record's timestamp and SHA-256 digests of its key
-    and value, all of which travel with the record (a redelivery, and a `dlq replay` that
-    keeps the original key, value and timestamp, get the same ID). Position alone is not
-    enough: after a topic is deleted and re-created (offsets restart at 0), or with two
-    clusters feeding one tracker, new records take positions old ones had, and Personalize
-    keeps only the first event with a given eventId. Two records get the same ID only when
-    they sit at the same position with the same timestamp, key and value bytes — copies of
-    one record. Cluster and topic IDs are deliberately left out: they come from metadata,
-    not from the record, so a redelivery could see a different value and get a new ID.
-    """
-    digest = hashlib.sha256(b"clickstream-event-id/2\x00")
-    digest.update(f"{source.topic}\x00{source.partition}\x00{source.offset}\x00{timestamp_ms}\x00".encode())
-    for part in (key, value):
-        # Length-prefixed so no key/value split can collide with another; None differs from b"".
-        digest.update(b"\xff" if part is None else len(part).to_bytes(8, "big") + part)
-    return digest.hexdigest()
-
-
-def _column_paths(
-    spec: InteractionsMapping | ItemsMapping | UsersMapping, columns: Sequence[str], prefix: str
-) -> dict[str, Any]:
-    known = set(columns)
-    unknown = sorted(set(spec.fields) - known)
-    if unknown:
-        raise MappingConfigError(
-            f"mapping `fields` names {unknown}, which are not mappable columns of the schema; known: {sorted(known)}"
-        )
-    out: dict[str, Any] = {}
-    for column in columns:
-        paths = spec.fields.get(column)
-        if paths is None:
-            candidates = (property_key(column), column, column.lower())
-            paths = tuple(dict.fromkeys(f"{prefix}.{c}" for c in candidates))
-        out[column] = compile_paths(paths)
-    return out
 
 
 class EventDecoder:
@@ -205,7 +120,7 @@ class EventDecoder:
     def __init__(
         self,
         dataset_type: DatasetType,
-        spec: InteractionsMapping | ItemsMapping | UsersMapping,
+        spec: AnyMapping,
         schema: DatasetSchema,
         limits: ValidationLimits,
         *,
@@ -228,8 +143,13 @@ class EventDecoder:
             raise MappingConfigError(f"preset {spec.preset} yields interactions; this topic feeds {dataset_type.value}")
         self._text, self._normalize, self._explode = shape.text, shape.normalize, shape.explode
         self._identity_keys = compile_paths(PRESET_IDENTITY_KEYS[spec.preset])
+        self._actions: ActionInteractionReader | None = None
+        self.identity_paths: tuple[Path, ...] = ()
         if isinstance(spec, InteractionsMapping):
             self._init_interactions(spec, schema)
+        elif isinstance(spec, ActionInteractionsMapping):
+            self._actions = ActionInteractionReader(spec, schema, limits)
+            self.identity_paths = (*self._actions.identity_paths, *self._identity_keys)
         else:
             self._init_catalog(spec, schema)
 
@@ -243,20 +163,23 @@ class EventDecoder:
         self.p_impression, self.p_source = c(spec.impression), c(spec.event_attribution_source)
         self.allowed = frozenset(spec.allowed_event_types)
         self.renames = dict(spec.event_type_renames)
-        self.columns = _column_paths(spec, [f.name for f in schema.custom], spec.field_prefix)
-        self.identity_paths: tuple[Path, ...] = (*self.p_user, *self.p_session, *self._identity_keys)
+        self.columns = column_paths(spec, [f.name for f in schema.custom], spec.field_prefix)
+        self.identity_paths = (*self.p_user, *self.p_session, *self._identity_keys)
 
-    def _init_catalog(self, spec: ItemsMapping | UsersMapping, schema: DatasetSchema) -> None:
+    def _init_catalog(self, spec: ItemsMapping | UsersMapping | ActionsMapping, schema: DatasetSchema) -> None:
         self.catalog = CatalogValidator(schema, self.limits)
         id_field = ID_FIELDS[schema.dataset_type]
         self.id_key = schema.property_key(id_field)
-        self.p_id = compile_paths(spec.item_id if isinstance(spec, ItemsMapping) else spec.user_id)
-        # Item IDs are not personal data; a users record's ID is.
-        self.identity_paths = () if isinstance(spec, ItemsMapping) else (*self.p_id, *self._identity_keys)
+        if isinstance(spec, ItemsMapping | ActionsMapping):
+            self.p_id = compile_paths(spec.item_id if isinstance(spec, ItemsMapping) else spec.action_id)
+            self.identity_paths = ()  # item and action IDs are not personal data
+        else:
+            self.p_id = compile_paths(spec.user_id)  # a users record's ID is
+            self.identity_paths = (*self.p_id, *self._identity_keys)
         names = [f.name for f in schema.fields if f.name != id_field]
-        self.columns = _column_paths(spec, names, spec.field_prefix)
+        self.columns = column_paths(spec, names, spec.field_prefix)
         units: dict[str, TimestampUnit] = {
-            f.name: "iso8601_or_seconds" for f in schema.fields if f.reserved and f.avro_type == "long"
+            f.name: "iso8601_or_seconds" for f in schema.fields if f.reserved and f.name in TIME_FIELDS
         }
         for name, unit in spec.timestamp_units.items():
             f = schema.field(name)
@@ -294,6 +217,8 @@ class EventDecoder:
                 if self._explode is not None:
                     return self._exploded(obj, source, now, key=key, timestamp_ms=timestamp_ms, value=value)
                 return self._interaction(obj, source, now, key=key, timestamp_ms=timestamp_ms, value=value)
+            if self._actions is not None:
+                return self._actions.read(obj, source, now, key=key, timestamp_ms=timestamp_ms, value=value)
             return self._catalog(obj, now)
         except (ShapeError, ValidationError, DeserializationError) as exc:
             rejection = exc.rejection()
@@ -430,7 +355,7 @@ class EventDecoder:
             item_id=self._opt_id("itemId", obj, self.p_item),
             event_value=self._number("eventValue", extract(obj, self.p_value)),
             recommendation_id=self._opt_id("recommendationId", obj, self.p_rec),
-            impression=self._impression(extract(obj, self.p_impression)),
+            impression=parse_impression(extract(obj, self.p_impression)),
             attribution_source=self._opt_id("metricAttribution.eventAttributionSource", obj, self.p_source),
             values={name: extract(obj, paths) for name, paths in self.columns.items()},
             now=now,
@@ -442,21 +367,6 @@ class EventDecoder:
             return raw  # type: ignore[no-any-return]
         raise MappingError(Rule.WRONG_TYPE.value, field, f"expected a number, got {type(raw).__name__}", raw)
 
-    @staticmethod
-    def _impression(raw: Any) -> list[str] | None:
-        if raw is None:
-            return None
-        if type(raw) is str:
-            return raw.split("|") if raw else None
-        if type(raw) is list:
-            return [as_id("impression", v) for v in raw]
-        raise MappingError(
-            Rule.WRONG_TYPE.value,
-            "impression",
-            f"expected a list or |-joined string, got {type(raw).__name__}",
-            raw,
-        )
-
     def _catalog(self, obj: dict[str, Any], now: float) -> CatalogUpdate:
         raw_id = extract(obj, self.p_id)
         if raw_id is None:
@@ -467,7 +377,7 @@ class EventDecoder:
         for name, paths in self.columns.items():
             raw = extract(obj, paths)
             if raw is not None and name in units:
-                raw = _whole_seconds(name, to_epoch_seconds(name, raw, units[name]))
+                raw = whole_seconds(name, to_epoch_seconds(name, raw, units[name]))
             values[name] = raw
         return self.catalog.build(entity_id, values, now)
 
@@ -490,12 +400,3 @@ def _string_leaves(value: Any, out: list[str]) -> None:
     elif isinstance(value, list):
         for item in value:
             _string_leaves(item, out)
-
-
-def _whole_seconds(field: str, seconds: float) -> int:
-    """Time columns are Avro longs: floor to whole seconds (sub-second precision is dropped)."""
-    if not math.isfinite(seconds):
-        raise ValidationError(Rule.NOT_FINITE, field, "must be a finite time", seconds)
-    return int(seconds // 1)
-
-

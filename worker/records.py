@@ -21,6 +21,15 @@ class DatasetType(StrEnum):
     INTERACTIONS = "interactions"
     ITEMS = "items"
     USERS = "users"
+    #: The things recommended as next best actions (PutActions, by dataset ARN).
+    ACTIONS = "actions"
+    #: Taken / Not Taken / Viewed events on actions (PutActionInteractions, by tracking ID).
+    ACTION_INTERACTIONS = "action_interactions"
+
+    @property
+    def is_event_stream(self) -> bool:
+        """Events with their own IDs and times, grouped per session; the others are upserts by ID."""
+        return self in (DatasetType.INTERACTIONS, DatasetType.ACTION_INTERACTIONS)
 
 
 class Stage(StrEnum):
@@ -101,11 +110,13 @@ class Rejection:
 
 @dataclass(frozen=True, slots=True)
 class Interaction:
-    """One validated event, ready for PutEvents.
+    """One validated event, ready for PutEvents or PutActionInteractions.
 
     `event` is the wire `Event` structure (eventId, eventType, sentAt as epoch seconds,
-    and the optional members); `user_id`/`session_id` are request-level in PutEvents,
-    which is why they are kept apart: they form the batching key.
+    and the optional members) or, on an action interactions topic, the wire
+    `ActionInteraction` (which carries its own userId and sessionId). `user_id`/`session_id`
+    are request-level in PutEvents, which is why they are kept apart: they form the
+    batching key, so action interactions are grouped per session like events.
     """
 
     session_id: str
@@ -119,10 +130,11 @@ class Interaction:
 
 @dataclass(frozen=True, slots=True)
 class CatalogUpdate:
-    """One validated item or user record, ready for PutItems/PutUsers.
+    """One validated item, user or action record, ready for PutItems/PutUsers/PutActions.
 
-    `record` is the wire `Item` (``itemId``, ``properties``) or `User`
-    (``userId``, ``properties``) structure; `entity_id` is the coalescing key.
+    `record` is the wire `Item` (``itemId``, ``properties``), `User` (``userId``,
+    ``properties``) or `Action` (``actionId``, ``properties``) structure; `entity_id` is the
+    coalescing key.
     """
 
     entity_id: str

@@ -16,6 +16,12 @@ contract is unsure, the check is permissive (never reject what Personalize may a
   schema with only ITEM_ID and CREATION_TIMESTAMP is accepted.
 * Unions: only nullable unions of one type (`["null", T]` in either order) are accepted;
   the guide documents nothing else.
+* Actions and Action interactions (the developer guide's current pages; the 2023 guide
+  predates them): Actions allow at most 10 fields besides ACTION_ID, reserved ones included;
+  Action interactions publish no cap. Personalize imports non-categorical action strings
+  (it does not train on them), so a custom string field need not be categorical there, and
+  the reserved TYPE field may or may not be. The local Personalize's CreateSchema applies
+  the same rules (`clickstream_devkit.personalize.control.action_schemas`).
 """
 
 from __future__ import annotations
@@ -39,13 +45,20 @@ RECORD_NAMES: dict[DatasetType, str] = {
     DatasetType.INTERACTIONS: "Interactions",
     DatasetType.ITEMS: "Items",
     DatasetType.USERS: "Users",
+    DatasetType.ACTIONS: "Actions",
+    DatasetType.ACTION_INTERACTIONS: "ActionInteractions",
 }
-#: Metadata fields allowed beyond the reserved ones (§6.3; see the module docstring).
+#: Metadata fields allowed beyond the reserved ones (§6.3; see the module docstring);
+#: a type without an entry publishes no cap.
 MAX_CUSTOM_FIELDS: dict[DatasetType, int] = {
     DatasetType.INTERACTIONS: 5,
     DatasetType.USERS: 25,
     DatasetType.ITEMS: 100,
 }
+#: Actions: "up to 10 columns" besides ACTION_ID, reserved ones included.
+MAX_ACTION_COLUMNS = 10
+#: Dataset types whose custom string fields may be non-categorical (imported, not trained on).
+_PLAIN_STRINGS_ALLOWED = frozenset({DatasetType.ACTIONS, DatasetType.ACTION_INTERACTIONS})
 MAX_TEXTUAL_FIELDS = 1
 
 
@@ -56,11 +69,13 @@ class ReservedField:
     avro_type: str
     required: bool
     nullable_allowed: bool
-    categorical: bool = False
+    #: The flag the field must carry; None: either.
+    categorical: bool | None = False
 
 
 _ID = ReservedField("string", required=True, nullable_allowed=False)
 _OPT_STRING = ReservedField("string", required=False, nullable_allowed=True)
+_OPT_LONG = ReservedField("long", required=False, nullable_allowed=True)
 #: Reserved fields per dataset type (§6.2, custom dataset groups).
 RESERVED: dict[DatasetType, dict[str, ReservedField]] = {
     DatasetType.INTERACTIONS: {
@@ -78,13 +93,33 @@ RESERVED: dict[DatasetType, dict[str, ReservedField]] = {
         "CREATION_TIMESTAMP": ReservedField("long", required=False, nullable_allowed=True),
     },
     DatasetType.USERS: {"USER_ID": _ID},
+    DatasetType.ACTIONS: {
+        "ACTION_ID": _ID,
+        "CREATION_TIMESTAMP": _OPT_LONG,
+        "VALUE": _OPT_LONG,
+        "TYPE": ReservedField("string", required=False, nullable_allowed=True, categorical=None),
+        "EXPIRATION_TIMESTAMP": _OPT_LONG,
+        "REPEAT_FREQUENCY": _OPT_LONG,
+    },
+    DatasetType.ACTION_INTERACTIONS: {
+        "USER_ID": _ID,
+        "ACTION_ID": _ID,
+        "EVENT_TYPE": ReservedField("string", required=True, nullable_allowed=False),
+        "TIMESTAMP": ReservedField("long", required=True, nullable_allowed=False),
+        "IMPRESSION": _OPT_STRING,
+        "RECOMMENDATION_ID": _OPT_STRING,
+    },
 }
 #: The field that identifies a record of each dataset type.
 ID_FIELDS: dict[DatasetType, str] = {
     DatasetType.INTERACTIONS: "USER_ID",
     DatasetType.ITEMS: "ITEM_ID",
     DatasetType.USERS: "USER_ID",
+    DatasetType.ACTIONS: "ACTION_ID",
+    DatasetType.ACTION_INTERACTIONS: "ACTION_ID",
 }
+#: Reserved long columns that hold epoch seconds (the mapping converts ISO-8601 into them).
+TIME_FIELDS = frozenset({"TIMESTAMP", "CREATION_TIMESTAMP", "EXPIRATION_TIMESTAMP"})
 
 
 class SchemaError(ValueError):
@@ -239,7 +274,7 @@ def _parse_field(index: int, raw: object, dataset_type: DatasetType, reserved: d
     if (categorical or textual) and avro_type != "string":
         flag = "categorical" if categorical else "textual"
         raise SchemaError(f'"{flag}" applies to string fields only, this one is {avro_type}: drop the flag', name)
-    if avro_type == "string" and not (categorical or textual):
+    if avro_type == "string" and not (categorical or textual) and dataset_type not in _PLAIN_STRINGS_ALLOWED:
         fix = '"categorical": true or "textual": true' if dataset_type is DatasetType.ITEMS else ('"categorical": true')
         raise SchemaError(f"a custom string field needs {fix}, otherwise Personalize ignores it", name)
     return SchemaField(name, avro_type, nullable, categorical, textual, reserved=False)
@@ -298,7 +333,7 @@ def _check_reserved(
         raise SchemaError(f'reserved field must have type "{spec.avro_type}", not "{avro_type}"', name)
     if nullable and not spec.nullable_allowed:
         raise SchemaError(f'reserved field is required and cannot be nullable: use "{spec.avro_type}"', name)
-    if categorical != spec.categorical:
+    if spec.categorical is not None and categorical != spec.categorical:
         fix = 'set "categorical": true' if spec.categorical else 'remove "categorical": true'
         raise SchemaError(f"reserved field has the wrong categorical flag: {fix}", name)
     if textual:
@@ -331,14 +366,21 @@ def _check_dataset_rules(
             )
     custom = [f for f in fields if not f.reserved]
     id_field = ID_FIELDS[dataset_type]
-    if dataset_type is not DatasetType.INTERACTIONS and not any(f.name != id_field for f in fields):
+    if not dataset_type.is_event_stream and not any(f.name != id_field for f in fields):
         raise SchemaError(
             f"{RECORD_NAMES[dataset_type]} schemas need at least one metadata field besides {id_field}: "
             'add e.g. {"name": "CATEGORY", "type": "string", "categorical": true}',
             id_field,
         )
-    cap = MAX_CUSTOM_FIELDS[dataset_type]
-    if len(custom) > cap:
+    if dataset_type is DatasetType.ACTIONS:
+        others = [f for f in fields if f.name != id_field]
+        if len(others) > MAX_ACTION_COLUMNS:
+            raise SchemaError(
+                f"{len(others)} fields besides ACTION_ID; Actions allows at most {MAX_ACTION_COLUMNS}: remove some",
+                others[MAX_ACTION_COLUMNS].name,
+            )
+    cap = MAX_CUSTOM_FIELDS.get(dataset_type)
+    if cap is not None and len(custom) > cap:
         raise SchemaError(
             f"{len(custom)} metadata fields; {RECORD_NAMES[dataset_type]} allows at most {cap} "
             "besides the reserved ones: remove some",

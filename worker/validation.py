@@ -41,13 +41,15 @@ MAX_PROPERTIES_CHARS: dict[DatasetType, int] = {
     DatasetType.INTERACTIONS: 1024,
     DatasetType.ITEMS: 32_000,
     DatasetType.USERS: 24_000,
+    DatasetType.ACTIONS: 32_000,
+    DatasetType.ACTION_INTERACTIONS: 1024,
 }
 #: Keys PutEvents refuses inside `properties`, compared case-insensitively (§5.3).
 FORBIDDEN_EVENT_KEYS = frozenset({"userid", "sessionid", "eventtype", "timestamp", "recommendationid", "impression"})
 #: The model's pattern for `eventAttributionSource`; `is_attribution_source` implements it.
 ATTRIBUTION_PATTERN = re.compile(r"^[\x20-\x7E]*[\x21-\x7E]+[\x20-\x7E]*$")
 _INT_RANGE = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
-_FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_MAX = 3.4028234663852886e38
 _YEAR = 365 * 86_400
 #: Reserved interaction columns that are optional wire members: when the schema makes the
 #: column non-nullable, the member becomes required. USER_ID is deliberately absent:
@@ -168,7 +170,7 @@ def field_check(f: SchemaField, textual_max: int = MAX_TEXTUAL_CHARS) -> Check:
     if f.avro_type in _INT_RANGE:
         return _int_check(name, *_INT_RANGE[f.avro_type])
     if f.avro_type in ("float", "double"):
-        return _float_check(name, _FLOAT32_MAX if f.avro_type == "float" else math.inf)
+        return float_check(name, FLOAT32_MAX if f.avro_type == "float" else math.inf)
     return _bool_check(name)
 
 
@@ -215,7 +217,7 @@ def _int_check(name: str, low: int, high: int) -> Check:
     return check
 
 
-def _float_check(name: str, bound: float) -> Check:
+def float_check(name: str, bound: float) -> Check:
     def check(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise _wrong_type(name, "a number", value)
@@ -242,7 +244,7 @@ def _bool_check(name: str) -> Check:
 
 
 @dataclass(frozen=True, slots=True)
-class _Column:
+class Column:
     """A compiled schema field: where it goes in `properties` and how it is checked."""
 
     name: str
@@ -264,7 +266,7 @@ def _json_text(field: str, value: Any) -> str:
         raise ValidationError(Rule.INVALID_UNICODE, field, "contains an unpaired surrogate", value) from None
 
 
-def _utf8_size(field: str, text: str) -> int:
+def utf8_size(field: str, text: str) -> int:
     """UTF-8 size of `text`; lone surrogates (from `\\ud800` JSON escapes) cannot be sent."""
     try:
         return len(text.encode("utf-8"))
@@ -272,8 +274,8 @@ def _utf8_size(field: str, text: str) -> int:
         raise ValidationError(Rule.INVALID_UNICODE, field, "contains an unpaired surrogate", text) from None
 
 
-def _properties(
-    columns: Sequence[_Column], values: Mapping[str, Any], now: float, limits: ValidationLimits, limit: int
+def build_properties(
+    columns: Sequence[Column], values: Mapping[str, Any], now: float, limits: ValidationLimits, limit: int
 ) -> str | None:
     """Check every column's value and serialize the non-null ones as the wire JSON string."""
     props: dict[str, Any] = {}
@@ -304,8 +306,8 @@ class InteractionValidator:
         if schema.dataset_type is not DatasetType.INTERACTIONS:
             raise ValueError(f"an interactions validator needs an Interactions schema, not {schema.name}")
         self.limits = limits
-        self.columns = tuple(_Column(f.name, f.key, f.nullable, field_check(f), None) for f in schema.custom)
-        self._event_value = _float_check("eventValue", _FLOAT32_MAX)
+        self.columns = tuple(Column(f.name, f.key, f.nullable, field_check(f), None) for f in schema.custom)
+        self._event_value = float_check("eventValue", FLOAT32_MAX)
         self.forbidden = {c.name for c in self.columns if c.key.lower() in FORBIDDEN_EVENT_KEYS}
         self.required_members = frozenset(
             member
@@ -352,7 +354,7 @@ class InteractionValidator:
                     f"maps to properties key {self._key(name)!r}, which PutEvents forbids: rename the schema field",
                     values[name],
                 )
-        props = _properties(self.columns, values, now, limits, MAX_PROPERTIES_CHARS[DatasetType.INTERACTIONS])
+        props = build_properties(self.columns, values, now, limits, MAX_PROPERTIES_CHARS[DatasetType.INTERACTIONS])
         if props is not None:
             event["properties"] = props
         if recommendation_id is not None:
@@ -360,7 +362,7 @@ class InteractionValidator:
                 "recommendationId", recommendation_id, 1, MAX_RECOMMENDATION_ID_CHARS
             )
         if impression:
-            event["impression"] = _impression(impression)
+            event["impression"] = check_impression(impression)
         if attribution_source is not None:
             field = "metricAttribution.eventAttributionSource"
             check_length(field, attribution_source, 1, MAX_ATTRIBUTION_CHARS)
@@ -381,8 +383,8 @@ class InteractionValidator:
                 Rule.EVENT_TOO_LARGE, "event", f"serialized event is {size} bytes, at most {MAX_EVENT_BYTES}"
             )
         if user_id is not None:
-            _utf8_size("userId", user_id)
-        _utf8_size("sessionId", session_id)
+            utf8_size("userId", user_id)
+        utf8_size("sessionId", session_id)
         return Interaction(session_id=session_id, user_id=user_id, event=event)
 
     def _key(self, name: str) -> str:
@@ -400,7 +402,7 @@ def _bad_unicode(event: dict[str, Any]) -> ValidationError:
     return ValidationError(Rule.INVALID_UNICODE, "event", "contains an unpaired surrogate")
 
 
-def _impression(ids: list[str]) -> list[str]:
+def check_impression(ids: list[str]) -> list[str]:
     if len(ids) > MAX_IMPRESSIONS:
         raise ValidationError(Rule.MAX_ITEMS, "impression", f"has {len(ids)} item IDs, at most {MAX_IMPRESSIONS}", ids)
     for item in ids:
@@ -417,22 +419,26 @@ def _impression(ids: list[str]) -> list[str]:
 
 
 class CatalogValidator:
-    """Checks one item or user and builds the PutItems `Item` / PutUsers `User` record."""
+    """Checks one item, user or action and builds the PutItems `Item` / PutUsers `User` / PutActions `Action`.
+
+    Only CREATION_TIMESTAMP is held to a time window: an action's EXPIRATION_TIMESTAMP lies
+    in the future by design, and VALUE and REPEAT_FREQUENCY are not times.
+    """
 
     def __init__(self, schema: DatasetSchema, limits: ValidationLimits) -> None:
-        if schema.dataset_type is DatasetType.INTERACTIONS:
-            raise ValueError("a catalog validator needs an Items or Users schema")
+        if schema.dataset_type.is_event_stream:
+            raise ValueError("a catalog validator needs an Items, Users or Actions schema")
         self.limits = limits
         self.dataset_type = schema.dataset_type
         self.id_field = ID_FIELDS[schema.dataset_type]
         self.id_key = schema.property_key(self.id_field)
         self.columns = tuple(
-            _Column(
+            Column(
                 f.name,
                 f.key,
                 f.nullable,
                 field_check(f),
-                limits.max_creation_past_seconds if f.reserved and f.avro_type == "long" else None,
+                limits.max_creation_past_seconds if f.reserved and f.name == "CREATION_TIMESTAMP" else None,
             )
             for f in schema.fields
             if f.name != self.id_field
@@ -441,10 +447,10 @@ class CatalogValidator:
     def build(self, entity_id: str, values: Mapping[str, Any], now: float) -> CatalogUpdate:
         """Validate and assemble; raise `ValidationError` on the first broken rule."""
         check_length(self.id_key, entity_id, 1, MAX_ID_CHARS)
-        _utf8_size(self.id_key, entity_id)
+        utf8_size(self.id_key, entity_id)
         record: dict[str, Any] = {self.id_key: entity_id}
-        props = _properties(self.columns, values, now, self.limits, MAX_PROPERTIES_CHARS[self.dataset_type])
+        props = build_properties(self.columns, values, now, self.limits, MAX_PROPERTIES_CHARS[self.dataset_type])
         if props is not None:
-            _utf8_size("properties", props)
+            utf8_size("properties", props)
             record["properties"] = props
         return CatalogUpdate(entity_id=entity_id, record=record)

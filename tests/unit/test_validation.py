@@ -365,7 +365,7 @@ def test_users_wire_record() -> None:
 def test_validators_refuse_the_wrong_schema_kind() -> None:
     with pytest.raises(ValueError, match="Interactions"):
         InteractionValidator(ITEMS, ValidationLimits())
-    with pytest.raises(ValueError, match="Items or Users"):
+    with pytest.raises(ValueError, match="Items, Users or Actions"):
         CatalogValidator(SHIPPED, ValidationLimits())
 
 

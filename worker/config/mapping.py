@@ -175,6 +175,51 @@ class UsersMapping(_CatalogSpec):
     def _preset_defaults(cls, data: Any) -> Any:
         return _with_preset(presets.USERS, data)
 
+class ActionsMapping(_CatalogSpec):
+    """How one topic's JSON action records become PutActions actions (shaped like items records)."""
+
+    kind: Literal["actions"] = Field(default="actions", description="The dataset type this maps to.")
+    preset: Literal["segment"] = Field(default="segment", description="The record shape (only the default one).")
+    action_id: Paths = Field(default=("actionId", "properties.actionId"), min_length=1, description="Required.")
+
+
+class ActionInteractionsMapping(_Spec):
+    """How one topic's JSON events become PutActionInteractions interactions.
+
+    Defaults read Segment `track` events with the action at ``properties.actionId`` and the
+    event name one of Taken / Not Taken / Viewed.
+    """
+
+    kind: Literal["action_interactions"] = Field(
+        default="action_interactions", description="The dataset type this maps to.")
+    preset: Literal["segment"] = Field(default="segment", description="The event shape (only the default one).")
+    event_id: Paths = Field(
+        default=("messageId",),
+        description="The source's own event ID; nothing found: derived from the record itself, as for interactions.",
+    )
+    user_id: Paths = Field(default=("userId",), description="Optional: interactions without it are anonymous.")
+    session_id: Paths = Field(default=("context.sessionId", "anonymousId"),
+                              description="PutActionInteractions requires one per interaction.")
+    session_id_fallback_to_user_id: bool = Field(
+        default=False, description="Use the userId as sessionId when no session path holds a value.")
+    action_id: Paths = Field(default=("properties.actionId", "actionId"), min_length=1, description="Required.")
+    event_type: Paths = Field(
+        default=("event",), min_length=1,
+        description="Required: after renaming, one of Taken, Not Taken, Viewed (any case).")
+    allowed_event_types: list[_EVENT_TYPE] = Field(
+        default_factory=list, description="Source event names accepted (matched before renaming); empty accepts all.")
+    event_type_renames: dict[str, _EVENT_TYPE] = Field(
+        default_factory=dict, description="Source event name -> eventType sent, e.g. {Offer Accepted: Taken}.")
+    timestamp: Paths = Field(default=("timestamp",), min_length=1, description="Required; becomes timestamp.")
+    timestamp_unit: TimestampUnit = Field(default="iso8601", description="As for interactions.")
+    recommendation_id: Paths = Field(
+        default=("properties.recommendationId",), description="Becomes recommendationId (1-40 chars).")
+    impression: Paths = Field(
+        default=("properties.impression",),
+        description="Action IDs, a list or one string joined with |. Personalize ignores it: prefer one Viewed "
+        "interaction per action shown.")
+
+
 def _spec_kind(value: Any) -> str | None:
     kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
     return kind if isinstance(kind, str) else None
@@ -182,27 +227,33 @@ def _spec_kind(value: Any) -> str | None:
 MappingSpec = Annotated[
     Annotated[InteractionsMapping, Tag("interactions")]
     | Annotated[ItemsMapping, Tag("items")]
-    | Annotated[UsersMapping, Tag("users")],
+    | Annotated[UsersMapping, Tag("users")]
+    | Annotated[ActionsMapping, Tag("actions")]
+    | Annotated[ActionInteractionsMapping, Tag("action_interactions")],
     Discriminator(
         _spec_kind,
         custom_error_type="mapping_kind",
-        custom_error_message="a mapping needs `kind: interactions | items | users` (the dataset type of its topic)",
+        custom_error_message="a mapping needs `kind: interactions | items | users | actions | action_interactions` "
+        "(the dataset type of its topic)",
     ),
 ]
 """Any topic's mapping; `kind` names the dataset type it is written for."""
 
-_MODELS: dict[DatasetType, type[InteractionsMapping | ItemsMapping | UsersMapping]] = {
+AnyMapping = InteractionsMapping | ItemsMapping | UsersMapping | ActionsMapping | ActionInteractionsMapping
+"""The model of any one mapping (what `MappingSpec` validates into)."""
+
+_MODELS: dict[DatasetType, type[AnyMapping]] = {
     DatasetType.INTERACTIONS: InteractionsMapping,
     DatasetType.ITEMS: ItemsMapping,
     DatasetType.USERS: UsersMapping,
+    DatasetType.ACTIONS: ActionsMapping,
+    DatasetType.ACTION_INTERACTIONS: ActionInteractionsMapping,
 }
 
-def default_mapping(dataset_type: DatasetType) -> InteractionsMapping | ItemsMapping | UsersMapping:
+def default_mapping(dataset_type: DatasetType) -> AnyMapping:
     """The mapping used when a topic configures none (the shapes in the module docstring)."""
     return _MODELS[dataset_type]()
 
-def parse_mapping(
-    dataset_type: DatasetType, data: Mapping[str, Any] | None
-) -> InteractionsMapping | ItemsMapping | UsersMapping:
+def parse_mapping(dataset_type: DatasetType, data: Mapping[str, Any] | None) -> AnyMapping:
     """Validate a mapping section written for `dataset_type` (its `kind` may be left out)."""
     return _MODELS[dataset_type].model_validate(dict(data or {}))

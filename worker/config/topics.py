@@ -99,9 +99,14 @@ class TopicSettings(_Section):
     """One input topic, bound to one Personalize dataset and one mapping."""
 
     name: str = Field(min_length=1, max_length=249, description="Kafka topic to consume.")
-    dataset_type: DatasetType = Field(description="interactions (PutEvents), items (PutItems) or users (PutUsers).")
-    tracking_id: str | None = Field(None, description="Event tracker ID; required for interactions.")
-    dataset_arn: str | None = Field(None, description="Items/Users dataset ARN; required for items/users.")
+    dataset_type: DatasetType = Field(
+        description="interactions (PutEvents), items (PutItems), users (PutUsers), actions (PutActions) or "
+        "action_interactions (PutActionInteractions).")
+    tracking_id: str | None = Field(
+        None, description="Tracking ID; required for interactions (the event tracker's) and action_interactions (the "
+        "one the Action interactions dataset was created with: DescribeDataset trackingId).")
+    dataset_arn: str | None = Field(
+        None, description="Dataset ARN; required for items, users and actions.")
     dataset_group: str | None = Field(
         None,
         description="The dataset group this topic sends to: its Personalize quota is shared by every topic and "
@@ -157,7 +162,12 @@ class TopicSettings(_Section):
                 f"topic {self.name!r} feeds interactions: set tracking_id to the event tracker's "
                 "trackingId (CreateEventTracker / DescribeEventTracker)"
             )
-        if self.dataset_type is not DatasetType.INTERACTIONS and not self.dataset_arn:
+        if self.dataset_type is DatasetType.ACTION_INTERACTIONS and not self.tracking_id:
+            raise ValueError(
+                f"topic {self.name!r} feeds action_interactions: set tracking_id to the trackingId of the Action "
+                "interactions dataset (DescribeDataset; CreateDataset made its tracker)"
+            )
+        if not self.dataset_type.is_event_stream and not self.dataset_arn:
             raise ValueError(
                 f"topic {self.name!r} feeds {self.dataset_type.value}: set dataset_arn to the "
                 f"{self.dataset_type.value} dataset's ARN"
