@@ -15,7 +15,14 @@ from pydantic import Field
 from worker.config.base import _Section
 
 #: The quota fields and the Personalize operation each one paces.
-API_OF_FIELD = {"put_events_rps": "PutEvents", "put_items_rps": "PutItems", "put_users_rps": "PutUsers"}
+API_OF_FIELD = {
+    "put_events_rps": "PutEvents",
+    "put_items_rps": "PutItems",
+    "put_users_rps": "PutUsers",
+    "put_actions_rps": "PutActions",
+    "put_action_interactions_rps": "PutActionInteractions",
+}
+_UNPUBLISHED = "no published quota; treated like PutItems until measured"
 
 
 class GroupQuota(_Section):
@@ -24,6 +31,9 @@ class GroupQuota(_Section):
     put_events_rps: float | None = Field(None, gt=0, description="PutEvents requests/s of the group.")
     put_items_rps: float | None = Field(None, gt=0, description="PutItems requests/s of the group.")
     put_users_rps: float | None = Field(None, gt=0, description="PutUsers requests/s of the group.")
+    put_actions_rps: float | None = Field(None, gt=0, description="PutActions requests/s of the group.")
+    put_action_interactions_rps: float | None = Field(
+        None, gt=0, description="PutActionInteractions requests/s of the group.")
 
     def rates(self) -> dict[str, float]:
         """API -> quota for the values set here."""
@@ -36,6 +46,9 @@ class DefaultQuota(_Section):
     put_events_rps: float = Field(1000.0, gt=0, description="PutEvents requests/s per dataset group.")
     put_items_rps: float = Field(10.0, gt=0, description="PutItems requests/s per dataset group.")
     put_users_rps: float = Field(10.0, gt=0, description="PutUsers requests/s per dataset group.")
+    put_actions_rps: float = Field(10.0, gt=0, description=f"PutActions requests/s per dataset group ({_UNPUBLISHED}).")
+    put_action_interactions_rps: float = Field(
+        10.0, gt=0, description=f"PutActionInteractions requests/s per dataset group ({_UNPUBLISHED}).")
 
     def rates(self) -> dict[str, float]:
         return {api: float(getattr(self, name)) for name, api in API_OF_FIELD.items()}
@@ -47,7 +60,8 @@ class QuotaSettings(_Section):
     default: DefaultQuota = Field(
         default_factory=DefaultQuota,
         description="Quotas of every dataset group not named under groups (AWS's defaults: PutEvents "
-        "1000/s, PutItems and PutUsers 10/s).",
+        "1000/s, PutItems and PutUsers 10/s; PutActions and PutActionInteractions have no published quota and "
+        "are treated like PutItems until measured).",
     )
     groups: dict[str, GroupQuota] = Field(
         default_factory=dict,

@@ -43,7 +43,14 @@ from worker.ingest.sigv4 import sign_post_json
 
 SIGNING_NAME = "personalize"
 USER_AGENT = "clickstream-worker/0.1 lean-client"
-_PATHS = {"put_events": "/events", "put_items": "/items", "put_users": "/users"}
+#: Operation -> request URI, as botocore's ``personalize-events`` model has them (`http.requestUri`).
+_PATHS = {
+    "put_events": "/events",
+    "put_items": "/items",
+    "put_users": "/users",
+    "put_actions": "/actions",
+    "put_action_interactions": "/action-interactions",
+}
 
 
 class LeanClientError(Exception):
@@ -91,7 +98,8 @@ TransportFactory = Callable[..., Transport]
 
 
 class LeanEventsClient:
-    """`put_events` / `put_items` / `put_users` with the same keyword arguments as boto3."""
+    """`put_events` / `put_items` / `put_users` / `put_actions` / `put_action_interactions`, with boto3's keyword
+    arguments."""
 
     def __init__(
         self,
@@ -172,3 +180,9 @@ class LeanEventsClient:
 
     async def put_users(self, **request: Any) -> dict[str, Any]:
         return await self._call("put_users", request)
+
+    async def put_actions(self, **request: Any) -> dict[str, Any]:
+        return await self._call("put_actions", request)
+
+    async def put_action_interactions(self, **request: Any) -> dict[str, Any]:
+        return await self._call("put_action_interactions", request)

@@ -1,10 +1,11 @@
 """Client-side pacing at this replica's share of each dataset group's Personalize quota.
 
 Personalize counts requests per second per dataset group and operation (PutEvents 1000/s,
-PutItems and PutUsers 10/s). Sending faster only buys ThrottlingExceptions, retries and
-latency, so every call first takes a token from the `Limiter` of its (scope, API): a
-token bucket (`TokenBucket`, the pacing) whose rate a `RateController` sets (the policy:
-this replica's share of the quota, then AIMD; see `quota_control`).
+PutItems and PutUsers 10/s; PutActions and PutActionInteractions publish none and are paced
+like PutItems). Sending faster only buys ThrottlingExceptions, retries and latency, so
+every call first takes a token from the `Limiter` of its (scope, API): a token bucket
+(`TokenBucket`, the pacing) whose rate a `RateController` sets (the policy: this replica's
+share of the quota, then AIMD; see `quota_control`).
 
 The bucket hands out reservations: the balance may go negative and each caller is told
 how long to wait for *its* token. Callers are therefore served in arrival order (no

@@ -36,7 +36,19 @@ API_BY_TYPE = {
     DatasetType.INTERACTIONS: "PutEvents",
     DatasetType.ITEMS: "PutItems",
     DatasetType.USERS: "PutUsers",
+    DatasetType.ACTIONS: "PutActions",
+    DatasetType.ACTION_INTERACTIONS: "PutActionInteractions",
 }
+#: The client method of each dataset type (boto3's names; the lean client has the same).
+METHOD_BY_TYPE = {
+    DatasetType.INTERACTIONS: "put_events",
+    DatasetType.ITEMS: "put_items",
+    DatasetType.USERS: "put_users",
+    DatasetType.ACTIONS: "put_actions",
+    DatasetType.ACTION_INTERACTIONS: "put_action_interactions",
+}
+#: The request member that lists the records of a catalog call.
+_RECORDS_KEY = {DatasetType.ITEMS: "items", DatasetType.USERS: "users", DatasetType.ACTIONS: "actions"}
 
 #: Exceptions raised by botocore before any HTTP exchange that mean "no usable credentials".
 _CREDENTIAL_ERRORS = ("NoCredentialsError", "PartialCredentialsError", "NoRegionError",
@@ -83,8 +95,14 @@ def batch_identities(target: Target, batch: Batch[Any, Any]) -> tuple[str, ...]:
 
 
 def build_request(target: Target, batch: Batch[Any, Any]) -> dict[str, Any]:
-    """The Put* request for a batch; PutEvents' user and session are request-level."""
+    """The Put* request for a batch; PutEvents' user and session are request-level.
+
+    PutActionInteractions repeats userId and sessionId in every interaction (the batch
+    still holds one session's: it is grouped like events).
+    """
     payloads = batch.payloads()
+    if target.dataset_type is DatasetType.ACTION_INTERACTIONS:
+        return {"trackingId": target.tracking_id, "actionInteractions": [p.event for p in payloads]}
     if target.dataset_type is DatasetType.INTERACTIONS:
         first: Interaction = payloads[0]
         request: dict[str, Any] = {
@@ -96,8 +114,7 @@ def build_request(target: Target, batch: Batch[Any, Any]) -> dict[str, Any]:
             request["userId"] = first.user_id
         return request
     records = [p.record for p in payloads if isinstance(p, CatalogUpdate)]
-    key = "items" if target.dataset_type is DatasetType.ITEMS else "users"
-    return {"datasetArn": target.dataset_arn, key: records}
+    return {"datasetArn": target.dataset_arn, _RECORDS_KEY[target.dataset_type]: records}
 
 
 def error_info(exc: BaseException) -> tuple[str | None, int | None, str]:
@@ -202,12 +219,7 @@ class Sender:
         started = time.perf_counter()
         try:
             request = build_request(target, batch)
-            if target.dataset_type is DatasetType.INTERACTIONS:
-                await self._client.put_events(**request)
-            elif target.dataset_type is DatasetType.ITEMS:
-                await self._client.put_items(**request)
-            else:
-                await self._client.put_users(**request)
+            await getattr(self._client, METHOD_BY_TYPE[target.dataset_type])(**request)
         finally:
             self.window.give_back()
             self._metrics.put_latency.labels(api=target.api).observe(time.perf_counter() - started)
@@ -237,7 +249,7 @@ class Sender:
     ) -> None:
         if target.topic not in self._faulted:
             self._faulted.add(target.topic)
-            setting = "tracking_id" if target.dataset_type is DatasetType.INTERACTIONS else "dataset_arn"
+            setting = "tracking_id" if target.dataset_type.is_event_stream else "dataset_arn"
             log.error(
                 "configuration fault: stopping this topic until it is fixed; nothing is dead-lettered",
                 topic=target.topic, api=target.api, error_code=code, error=message,

@@ -7,7 +7,7 @@ and all would share counters.
 
 Names follow Prometheus conventions (`_total` on counters, base units, seconds). The
 label sets are small and bounded: topic and partition come from configuration and
-assignment, `api` is one of three Personalize calls, and outcome/reason/stage values
+assignment, `api` is one of five Personalize calls, and outcome/reason/stage values
 are fixed vocabularies - never user or event identifiers.
 """
 
@@ -45,7 +45,7 @@ LATENCY_BUCKETS: tuple[float, ...] = (
     30.0,
 )
 
-#: PutEvents/PutItems/PutUsers carry at most 10 records per call.
+#: Every Put* call (PutEvents, PutItems, PutUsers, PutActions, PutActionInteractions) carries at most 10 records.
 EVENTS_PER_CALL_BUCKETS: tuple[float, ...] = tuple(float(n) for n in range(1, 11))
 
 #: How long a batch waited to fill before it was sent (linger is normally sub-second).
