@@ -47,12 +47,18 @@ from worker.mapping import EventDecoder
 from worker.observe.health import HealthServer, LoopHeartbeat
 from worker.observe.logging import configure_logging
 from worker.observe.metrics import Metrics
+from worker.privacy.intake import PrivacyGate
+from worker.privacy.planner import group_name
+from worker.privacy.service import PrivacyState
 from worker.records import DatasetType
 from worker.schedule.service import Scheduler
 from worker.schemas import load_schema
 from worker.validation import ValidationLimits
 
 log = structlog.get_logger(__name__)
+
+#: How long a starting worker waits for the privacy state topic to be read once.
+PRIVACY_READ_WAIT_S = 30.0
 
 
 def build_routes(settings: WorkerSettings) -> dict[str, TopicRoute]:
@@ -142,6 +148,7 @@ class Worker:
         self._reachable: bool | None = None
         self._consumer: ConsumerThread | None = None
         self._pipeline: Pipeline | None = None
+        self._privacy: PrivacyState | None = None
         self.health: HealthServer | None = None
 
     # -- probes ----------------------------------------------------------------------------------
@@ -154,7 +161,13 @@ class Worker:
         faults = dict(self._pipeline.faults) if self._pipeline else {}
         partition_errors, stalled = self._consumer.partition_report() if self._consumer else ({}, {})
         ready = assigned > 0 and not faults and not partition_errors and self._reachable is not False
+        details: dict[str, Any] = {}
+        if self._privacy is not None:  # suppression needs the ledger: not ready before it was read once
+            ready = ready and self._privacy.ready
+            details["privacy_ledger_read"] = self._privacy.ready
+            details["privacy_paused_groups"] = sorted(self._privacy.paused_groups())
         return ready, {
+            **details,
             "partitions_assigned": assigned,
             "personalize_reachable": self._reachable,
             "configuration_faults": faults,
@@ -216,17 +229,19 @@ class Worker:
                 config_fault_retry_s=settings.delivery.config_fault_retry_s,
             )
             archive = self._archive(routes)
+            privacy = await self._start_privacy()
             pipeline = Pipeline(
                 routes, sender, dead_letters=dlq, metrics=self.metrics, feedback=feedback,
                 linger_s=settings.delivery.linger_ms / 1000.0,
                 max_batch_wait_s=settings.delivery.max_batch_wait_ms / 1000.0,
                 limiters=limiters, window=window,
-                archive=archive,
+                archive=archive, privacy=PrivacyGate(privacy) if privacy is not None else None,
                 origin_key=(key.get_secret_value().encode()
                             if (key := settings.dlq.replay_origin_key) is not None else None),
             )
+            input_topics = [*routes, *([privacy.settings.deletion_topic] if privacy is not None else [])]
             consumer = ConsumerThread(
-                settings.kafka, list(routes), sink=LoopSink(loop, pipeline.submit), feedback=feedback,
+                settings.kafka, input_topics, sink=LoopSink(loop, pipeline.submit), feedback=feedback,
                 metrics=self.metrics, max_inflight_events=settings.delivery.max_inflight_events,
                 max_inflight_bytes=settings.delivery.max_inflight_bytes,
                 consumer_overrides=self._consumer_overrides,
@@ -238,7 +253,9 @@ class Worker:
             consumer.start()
             endpoint = client.endpoint_url if isinstance(client, LeanEventsClient) else client.meta.endpoint_url
             probe = loop.create_task(self._probe_personalize(endpoint))
-            scheduler = await self._start_scheduler(routes)
+            if privacy is not None:
+                self._hold_paused_groups(privacy, routes, feedback)
+            scheduler = await self._start_scheduler(routes, privacy)
             try:
                 await self._wait_for_stop(consumer)
             finally:
@@ -247,6 +264,8 @@ class Worker:
                 code = await self._shutdown(consumer, pipeline, dlq, producer)
                 if archive is not None:
                     await archive.close()  # after the drain: every delivered interaction is archived
+                if privacy is not None:
+                    await loop.run_in_executor(None, privacy.stop)
                 probe.cancel()
                 beat.cancel()
                 self.health.stop()
@@ -261,7 +280,43 @@ class Worker:
         schema = interactions[0].schema if interactions else None
         return ArchiveSink(archive, schema=schema, registry=self.metrics.registry)
 
-    async def _start_scheduler(self, routes: dict[str, TopicRoute]) -> Scheduler | None:
+    async def _start_privacy(self) -> PrivacyState | None:
+        """The privacy ledger, followed from the state topic (created if missing), read once before
+        any record is consumed: a forgotten user's records must not slip through at start."""
+        if self.settings.privacy is None:
+            return None
+        state = PrivacyState(self.settings.privacy, self.settings.kafka.client_config(),
+                             registry=self.metrics.registry)
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(None, state.prepare)
+        except Exception as exc:  # noqa: BLE001 - no admin rights: the topic must exist (read fails loudly)
+            log.warning("could not create the privacy state topic; it must exist", topic=state.settings.state_topic,
+                        error=str(exc))
+        await loop.run_in_executor(None, lambda: state.start(wait_s=PRIVACY_READ_WAIT_S))
+        self._privacy = state
+        return state
+
+    @staticmethod
+    def _hold_paused_groups(privacy: PrivacyState, routes: dict[str, TopicRoute], feedback: ConsumerFeedback) -> None:
+        """With `privacy.pause_ingestion_during_jobs`: stop fetching the topics of a dataset group
+        from the moment its deletion job is recorded until it ends; Kafka lag absorbs the traffic,
+        readiness stays healthy. Driven by the ledger's changes (the follower's thread)."""
+        held: list[frozenset[str]] = [frozenset()]
+
+        def apply(paused: frozenset[str]) -> None:
+            groups = {group_name(arn) for arn in paused}
+            topics = frozenset(t for t, r in routes.items() if r.target.scope in groups)
+            if topics != held[0]:
+                log.info("dataset groups paused for data deletion jobs" if topics else "deletion jobs done; resuming",
+                         dataset_groups=sorted(groups), topics=sorted(topics))
+                feedback.hold_topics(topics)
+                held[0] = topics
+
+        privacy.on_paused_groups(apply)
+
+    async def _start_scheduler(self, routes: dict[str, TopicRoute],
+                               privacy: PrivacyState | None = None) -> Scheduler | None:
         """The retraining scheduler, when enabled: it acts only while this replica holds the lease."""
         if not self.settings.scheduler.enabled:
             return None
@@ -270,6 +325,7 @@ class Worker:
             registry=self.metrics.registry,
             default_input_topics=[t for t, r in routes.items() if r.target.dataset_type is DatasetType.INTERACTIONS],
             allow_insecure_http=self.settings.personalize.allow_insecure_http,
+            privacy=privacy, archive=self.settings.archive,
         )
         await asyncio.get_running_loop().run_in_executor(None, scheduler.start)
         return scheduler
@@ -326,12 +382,15 @@ class Worker:
         config = self.settings.kafka.client_config()
         bootstrap = self.settings.kafka.bootstrap_servers
         wanted: dict[str, int] = {}
-        for topic in self.settings.topics:
+        pairs = [(topic.name, topic.dead_letter_topic) for topic in self.settings.topics]
+        if (privacy := self.settings.privacy) is not None:
+            pairs.append((privacy.deletion_topic, f"{privacy.deletion_topic}.dlq"))
+        for name, dead_letters in pairs:
             try:
-                wanted[topic.dead_letter_topic] = partition_count(bootstrap, topic.name, client_config=config) or 1
+                wanted[dead_letters] = partition_count(bootstrap, name, client_config=config) or 1
             except Exception as exc:  # noqa: BLE001 - the producer reports a missing topic later
-                log.warning("cannot inspect topic", topic=topic.name, error=str(exc))
-                wanted[topic.dead_letter_topic] = 1
+                log.warning("cannot inspect topic", topic=name, error=str(exc))
+                wanted[dead_letters] = 1
         try:
             created = ensure_topics(bootstrap, wanted, client_config=config)
         except Exception as exc:  # noqa: BLE001 - no admin rights is a normal production setup

@@ -5,6 +5,7 @@ Subcommands:
   validate FILE|-     offline: apply the same mapping and validation to JSON lines (--preset NAME)
   dlq replay          re-publish dead-lettered records to their source topic
   schedule            only the retraining scheduler; retrain / status: its tools
+  privacy status|forget  deletion requests and jobs; publish deletion requests
   config example      print a complete commented configuration
 With the development kit installed (clickstream-devkit), it adds `dev`, `generate`,
 `local-personalize` and `evaluate` through the ``clickstream_worker.commands`` entry points.
@@ -80,6 +81,10 @@ def _parser() -> argparse.ArgumentParser:
     ):
         command = sub.add_parser(name, help=help_text)
         getattr(cli_cmds, f"add_{name}_arguments")(command)
+
+    from worker.privacy import cli as privacy_cli
+
+    privacy_cli.add_arguments(sub.add_parser("privacy", help="right to be forgotten: `status`, `forget USER_ID...`"))
 
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True)
@@ -243,6 +248,12 @@ def _cmd_scheduler(args: argparse.Namespace) -> int:
     return result
 
 
+def _cmd_privacy(args: argparse.Namespace) -> int:
+    from worker.privacy import cli as privacy_cli
+
+    return privacy_cli.main(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -253,6 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "schedule": _cmd_scheduler,
         "retrain": _cmd_scheduler,
         "status": _cmd_scheduler,
+        "privacy": _cmd_privacy,
     }
     # Until a command configures logging from its settings: log lines go to stderr (stdout is the
     # command's output, e.g. `status --json`), redacted, at INFO. structlog's own default would

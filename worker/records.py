@@ -39,6 +39,7 @@ class Stage(StrEnum):
     MAPPING = "mapping"
     VALIDATION = "validation"
     DELIVERY = "delivery"
+    SUPPRESSED = "suppressed"  # a user whose deletion was requested (privacy.suppressed: dead_letter)
 
 
 @dataclass(frozen=True, slots=True)

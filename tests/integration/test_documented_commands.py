@@ -607,6 +607,51 @@ def test_readme_scheduler_commands(tmp_path: Path, broker: Any, local_personaliz
     assert [(c["arn"], c["serving"]) for c in doc["campaigns"]] == [(camp, version["solutionVersionArn"])]
 
 
+@covers("README.md | Commands table | clickstream-worker privacy forget",
+        "README.md | Commands table | clickstream-worker privacy status")
+def test_readme_privacy_commands(tmp_path: Path, broker: Any, kafka_topic: Any, local_personalize: Any) -> None:
+    """`privacy forget` publishes a request a running worker records; `privacy status --json` then
+    counts the user as requested. The whole deletion path: tests/integration/test_privacy_end_to_end.py."""
+    from tests.conftest import unique_name
+    from tests.integration.worker_support import WorkerProcess
+    from tests.integration.worker_support import write_config as write_worker_config
+
+    lp = local_personalize(trackers=["readme-privacy"])
+    clicks, forget = kafka_topic(partitions=1, prefix="clicks"), kafka_topic(partitions=1, prefix="forget")
+    group = "arn:aws:personalize:us-east-1:123456789012:dataset-group/readme"
+    config = write_worker_config(
+        tmp_path / "worker.yaml", broker.bootstrap, lp.endpoint_url,
+        [{"name": clicks, "dataset_type": "interactions", "tracking_id": "readme-privacy"}],
+        group_id=unique_name("g"), http_port=free_port(),
+        extra={"privacy": {"deletion_topic": forget, "state_topic": unique_name("privacy-state"),
+                           "dataset_groups": [group]}},
+    )
+    values = {"worker.yaml": str(config), "USER_ID": "readme-user-1"}
+    worker = WorkerProcess(config, tmp_path / "worker.log").start()
+    try:
+        worker.wait_ready(60)
+        forget_cmd = substitute(documented("README.md | Commands table | clickstream-worker privacy forget").argv,
+                                values=values)
+        result = run(cli(forget_cmd), cwd=tmp_path, timeout_s=60)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["published"] == 1
+        (request,) = read_topic(broker.bootstrap, forget, expected=1, timeout_s=20)
+        assert json.loads(request.value)["userId"] == "readme-user-1"
+        status_cmd = substitute(documented("README.md | Commands table | clickstream-worker privacy status").argv,
+                                values={"worker.yaml": str(config)})
+        assert "--json" in status_cmd
+
+        def counted() -> bool:
+            done = run(cli(status_cmd), cwd=tmp_path, timeout_s=60)
+            assert done.returncode == 0, done.stderr
+            return bool(json.loads(done.stdout)["users"].get("requested") == 1)
+
+        wait_for(counted, timeout_s=30, message="the worker recorded the request")
+        assert "readme-user-1" not in worker.logs()
+    finally:
+        worker.kill()
+
+
 @covers("README.md | Commands table | clickstream-worker evaluate")
 def test_readme_evaluate(tmp_path: Path, broker: Any, kafka_topic: Any) -> None:
     """A generated clickstream in a topic: both models' metrics come back, each within [0, 1]."""

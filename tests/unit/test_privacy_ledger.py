@@ -209,3 +209,23 @@ def test_job_names_fit_personalize_rules() -> None:
     name = job_name(long_group, 1_700_000_000.5, ["d1", "d2"])
     assert len(name) <= 63 and name.startswith("forget-ggg") and name.split("-")[2] == "1700000000"
     assert job_name(G1, 1.0, ["d1"]) != job_name(G1, 1.0, ["d2"])
+
+
+def test_the_completion_time_does_not_move_when_later_steps_update_the_job() -> None:
+    """Regression: the archive purge rewrote `updated_at`, moving `last_completed` past the FULL
+    training the completion had started, so the scheduler trained a second time."""
+    completed = job("j1", G1, ["a"], COMPLETED, 100, 150, completed_at=150.0)
+    purged_key, purged = job_update(completed, archive_purged=True, updated_at=400)
+    state = ledger(completed)
+    state.apply(*encode((purged_key, purged)))
+    assert state.jobs["j1"].archive_purged and state.jobs["j1"].updated_at == 400
+    assert state.last_completed(G1) == 150.0
+
+
+def test_a_job_recorded_before_completion_times_existed_falls_back_to_its_update_time() -> None:
+    old = job("j0", G1, ["a"], COMPLETED, 100, 120)
+    data = old.to_dict()
+    del data["completed_at"]
+    state = Ledger()
+    state.apply(old.key.encode(), json.dumps(data).encode())
+    assert state.last_completed(G1) == 120

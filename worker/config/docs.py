@@ -19,6 +19,7 @@ from worker.config.delivery import (
 )
 from worker.config.kafka import KafkaSettings
 from worker.config.observability import ObservabilitySettings
+from worker.config.privacy import DeletionJobSettings, DeletionRequestMapping, PrivacySettings
 from worker.config.quotas import DefaultQuota, GroupQuota, QuotaSettings
 from worker.config.scheduler import SchedulerSettings
 from worker.config.topics import TopicSettings
@@ -154,7 +155,21 @@ def reference_table() -> str:
     for name, info in ArchiveSettings.model_fields.items():
         default = "required" if info.is_required() else _render_value(info.get_default(call_default_factory=True))
         rows.append(f"| `archive.{name}` | `{default}` | `WORKER_ARCHIVE__{name.upper()}` | {info.description or ''} |")
+    rows.extend(_privacy_rows())
     return "\n".join(rows)
+
+
+def _privacy_rows() -> list[str]:
+    rows = []
+    for prefix, model in (("privacy", PrivacySettings), ("privacy.mapping", DeletionRequestMapping),
+                          ("privacy.jobs", DeletionJobSettings)):
+        for name, info in model.model_fields.items():
+            if (prefix, name) in (("privacy", "mapping"), ("privacy", "jobs")):
+                continue  # their fields follow
+            default = "required" if info.is_required() else _render_value(info.get_default(call_default_factory=True))
+            env = "WORKER_" + "__".join(part.upper() for part in (*prefix.split("."), name))
+            rows.append(f"| `{prefix}.{name}` | `{default}` | `{env}` | {info.description or ''} |")
+    return rows
 
 
 def _quota_rows() -> list[str]:

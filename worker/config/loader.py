@@ -40,6 +40,7 @@ from worker.config.delivery import (
 )
 from worker.config.kafka import KafkaSettings
 from worker.config.observability import ObservabilitySettings
+from worker.config.privacy import PrivacySettings
 from worker.config.quotas import QuotaSettings
 from worker.config.scheduler import SchedulerSettings
 from worker.config.topics import TopicSettings
@@ -60,6 +61,9 @@ class WorkerSettings(_Section):
         None, description="The S3 archive sink of delivered interactions (the scheduler's bulk-import path)."
     )
     scheduler: SchedulerSettings = SchedulerSettings()
+    privacy: PrivacySettings | None = Field(
+        None, description="Right to be forgotten: deletion requests on a topic, suppression, data deletion jobs."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -120,6 +124,12 @@ class WorkerSettings(_Section):
         clash = set(names) & {t.dead_letter_topic for t in self.topics}
         if clash:
             raise ValueError(f"topics: a dead-letter topic is also an input topic: {sorted(clash)}")
+        if self.privacy is not None:
+            taken = set(names) | {t.dead_letter_topic for t in self.topics}
+            for name in ("deletion_topic", "state_topic"):
+                if getattr(self.privacy, name) in taken:
+                    raise ValueError(f"privacy.{name} ({getattr(self.privacy, name)!r}) is also an input or "
+                                     "dead-letter topic: give it a topic of its own")
         return self
 
 

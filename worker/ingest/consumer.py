@@ -242,9 +242,10 @@ class ConsumerThread(threading.Thread):
             elif events >= self._max_events or size >= self._max_bytes:
                 self._backpressured = True
                 log.info("backpressure: pausing fetch", inflight_events=events, inflight_bytes=size)
-            stopped = self._feedback.stopped_topics
+            stopped, held = self._feedback.stopped_topics, self._feedback.held_topics
             reasons = {key: self._parts.pause_reasons(key, draining=draining, backpressure=self._backpressured,
-                                                      stopped_topics=stopped) for key in self._parts.assigned()}
+                                                      stopped_topics=stopped, held_topics=held)
+                       for key in self._parts.assigned()}
         if not reasons:
             return
         assignment = [TopicPartition(*key) for key in reasons]
@@ -439,7 +440,10 @@ class ConsumerThread(threading.Thread):
     def _report_changes(self, key: TP, obs: Observation, lag: int | None, changes: list[Change]) -> None:
         topic, partition = key
         for change in changes:
-            if change is Change.STALLED:
+            if change is Change.STALLED and topic in self._feedback.held_topics:
+                log.info("partition held: its dataset group is paused while a data deletion job runs", topic=topic,
+                         partition=partition, lag=lag)  # intended, not a stall (clickstream_privacy_ingestion_paused)
+            elif change is Change.STALLED:
                 self._metrics.partition_stalled.labels(topic=topic, partition=str(partition)).set(1)
                 if key not in self._parts.faults:
                     log.warning("partition stalled: it has lag and made no progress", topic=topic,

@@ -48,6 +48,7 @@ class ConsumerFeedback:
         self._completions: queue.SimpleQueue[list[SourceRef]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._stopped: frozenset[str] = frozenset()
+        self._held: frozenset[str] = frozenset()
 
     def complete(self, sources: list[SourceRef]) -> None:
         """These records are done: their offsets may be committed once contiguous."""
@@ -61,6 +62,12 @@ class ConsumerFeedback:
     def resume_topic(self, topic: str) -> None:
         with self._lock:
             self._stopped = self._stopped - {topic}
+
+    def hold_topics(self, topics: frozenset[str]) -> None:
+        """Fetch none of `topics` (replacing the previous set): a dataset group paused while its data
+        deletion job runs. Unlike a stopped topic this is intended: readiness stays healthy."""
+        with self._lock:
+            self._held = frozenset(topics)
 
     # -- the consumer thread's side --------------------------------------------------------------
 
@@ -76,3 +83,7 @@ class ConsumerFeedback:
     @property
     def stopped_topics(self) -> frozenset[str]:
         return self._stopped
+
+    @property
+    def held_topics(self) -> frozenset[str]:
+        return self._held

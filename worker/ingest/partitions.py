@@ -46,6 +46,7 @@ class PauseReason(StrEnum):
     CONFIG_FAULT = "config_fault"
     FETCH_ERROR = "fetch_error"
     RECREATED = "recreated"
+    PRIVACY = "privacy"  # the dataset group is paused while a data deletion job runs
 
 
 class Change(StrEnum):
@@ -332,7 +333,7 @@ class Partitions:
 
     def pause_reasons(
         self, tp: TP, *, draining: bool = False, backpressure: bool = False,
-        stopped_topics: frozenset[str] = frozenset(),
+        stopped_topics: frozenset[str] = frozenset(), held_topics: frozenset[str] = frozenset(),
     ) -> set[PauseReason]:
         """Every reason `tp` must not be fetched now (empty: fetch it)."""
         reasons = set()
@@ -342,6 +343,8 @@ class Partitions:
             reasons.add(PauseReason.BACKPRESSURE)
         if tp[0] in stopped_topics:
             reasons.add(PauseReason.CONFIG_FAULT)
+        if tp[0] in held_topics:
+            reasons.add(PauseReason.PRIVACY)
         part = self._parts.get(tp)
         if part is not None and part.fault is not None:
             reasons.add(PauseReason.FETCH_ERROR)

@@ -36,6 +36,7 @@ from worker.ingest.window import CallWindow
 from worker.mapping import EventDecoder
 from worker.observe.logging import RAW_EXCERPT_KEY, rejection_log_fields
 from worker.observe.metrics import Metrics
+from worker.privacy.intake import SUPPRESSED, PrivacyGate
 from worker.records import DatasetType, Interaction, RawRecord, Rejection, SourceRef, Stage
 from worker.schemas import DatasetSchema
 
@@ -77,6 +78,7 @@ class Pipeline:
         limiters: RateLimiterRegistry | None = None,
         window: CallWindow | None = None,
         archive: ArchiveSink | None = None,
+        privacy: PrivacyGate | None = None,
         origin_key: bytes | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
@@ -102,6 +104,7 @@ class Pipeline:
         self._tasks: set[asyncio.Task[None]] = set()
         self._draining = False
         self._fanout = FanoutTracker()  # records that became several interactions (GA4 items)
+        self._privacy = privacy
         self.faults: dict[str, str] = {}
 
     def _build_lanes(self, routes: dict[str, TopicRoute], limiters: RateLimiterRegistry | None,
@@ -118,7 +121,7 @@ class Pipeline:
         for topic, route in routes.items():
             key = (route.target.scope, route.target.api)
             if key not in lanes:
-                ordered = route.target.dataset_type is not DatasetType.INTERACTIONS
+                ordered = not route.target.dataset_type.is_event_stream
                 queue: SendQueue[BatchKey, Any] = SendQueue(linger_s=linger_s, max_wait_s=max_wait_s, ordered=ordered)
                 limiter = limiters.get(*key) if limiters is not None else None
                 lanes[key] = Lane(key, queue, limiter, self._dispatch, window=window, clock=self._clock)
@@ -156,6 +159,9 @@ class Pipeline:
         now = self._clock()
         for _ in range(min(limit, len(pending))):
             raw = pending.popleft()
+            if self._privacy is not None and raw.source.topic == self._privacy.topic:
+                self._deletion_request(self._privacy, raw)
+                continue
             route = self._routes[raw.source.topic]
             try:
                 self._route_one(route, raw, now_wall, now)
@@ -174,6 +180,8 @@ class Pipeline:
         if isinstance(decoded, AwaitSchema):  # the topic's gate holds it until the registry answers; see requeue
             decoded.gate.hold(raw, decoded.ref, self)
             return
+        if self._privacy is not None and self._suppress(self._privacy, route, raw, decoded):
+            return
         self._raw[raw.source] = raw
         lane = self._lanes[raw.source.topic]
         if isinstance(decoded, Fanout):  # done when every part is delivered, or dead-lettered once as a whole
@@ -187,6 +195,33 @@ class Pipeline:
         else:
             lane.add((raw.source.topic, None, ""), decoded, raw.source, now, coalesce_id=decoded.entity_id,
                      size=raw.size)
+
+    def _suppress(self, gate: PrivacyGate, route: TopicRoute, raw: RawRecord, decoded: Any) -> bool:
+        """A forgotten user's record is not sent: dead-lettered (stage suppressed) or dropped; done either way."""
+        first = decoded.interactions[0] if isinstance(decoded, Fanout) and decoded.interactions else decoded
+        if not gate.suppressed(first):
+            return False
+        gate.count(raw.source.topic)
+        if gate.drop:
+            self._feedback.complete([raw.source])
+        else:
+            self._write_dlq(route, raw, SUPPRESSED)
+        return True
+
+    def _deletion_request(self, gate: PrivacyGate, raw: RawRecord) -> None:
+        """A record of the deletion topic: recorded in the state topic (done once acknowledged) or dead-lettered."""
+        try:
+            request = gate.parse(raw)
+        except Exception as exc:  # noqa: BLE001 - a bug must not strand the request: dead-letter it
+            request = Rejection(Stage.MAPPING, "internal_error", f"{type(exc).__name__} while parsing the request")
+        if isinstance(request, Rejection):
+            self._dlq.write(gate.dead_letter_topic, raw, request, self.on_dead_letter_acked)
+            with contextlib.suppress(Exception):
+                log.info("deletion request rejected", topic=raw.source.topic, partition=raw.source.partition,
+                         offset=raw.source.offset, **rejection_log_fields(request))
+            return
+        source = raw.source
+        gate.record(request, lambda: self._feedback.complete([source]))
 
     def requeue(self, records: list[RawRecord]) -> None:
         """Records a schema gate held go back to the front of the queue, in order, and are decoded again."""
@@ -248,7 +283,10 @@ class Pipeline:
     def delivered(self, target: Target, batch: Batch[BatchKey, Any]) -> None:
         sources = self._fanout.delivered(batch.sources())
         if self._archive is not None and target.dataset_type is DatasetType.INTERACTIONS:
-            self._archive.add_nowait(batch.payloads())
+            payloads = batch.payloads()
+            if self._privacy is not None:  # requested while in flight: Personalize's copy goes with the job
+                payloads = [p for p in payloads if not self._privacy.suppressed(p)]
+            self._archive.add_nowait(payloads)
         for source in sources:
             self._raw.pop(source, None)
         self._metrics.events_delivered.labels(topic=target.topic).inc(len(sources))

@@ -197,7 +197,8 @@ class DeletionJobs:
     def _record(self, job: JobEntry, found: Mapping[str, Any], now: float) -> Done:
         status = str(found.get("status", PENDING))
         self._write([job_update(job, status=status, job_arn=str(found["dataDeletionJobArn"]), updated_at=now,
-                                failure=found.get("failureReason"))])  # fmt: skip
+                                failure=found.get("failureReason"),
+                                completed_at=now if status == COMPLETED else None)])  # fmt: skip
         return Done(PollJob(job), "polled", status)
 
     def _poll(self, job: JobEntry, ledger: Ledger, now: float) -> Done:
@@ -212,7 +213,8 @@ class DeletionJobs:
         if status == job.status or status not in (PENDING, IN_PROGRESS, COMPLETED, FAILED):
             return Done(PollJob(job), "polled", status)
         failure = described.get("failureReason")
-        self._write([job_update(job, status=status, updated_at=now, failure=failure)])
+        self._write([job_update(job, status=status, updated_at=now, failure=failure,
+                                completed_at=now if status == COMPLETED else None)])
         data = {"job": job.name, "dataset_group_arn": job.group_arn, "job_arn": job.job_arn, "users": len(job.digests)}
         if status == COMPLETED:
             self._s3.delete_object(Bucket=self.bucket, Key=job.csv_key)  # our last copy of the raw IDs

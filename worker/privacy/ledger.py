@@ -80,6 +80,9 @@ class JobEntry:
     attempt: int = 1  # consecutive failed jobs of this group before this one, plus one
     failure: str | None = None
     archive_purged: bool = False
+    #: When the job was seen COMPLETED. Not `updated_at`, which later steps (the archive purge) move on:
+    #: the scheduler trains once after this time, and a moving mark would make it train again.
+    completed_at: float | None = None
 
     @property
     def key(self) -> str:
@@ -94,7 +97,7 @@ class JobEntry:
             "format": FORMAT_VERSION, "group_arn": self.group_arn, "digests": list(self.digests),
             "status": self.status, "created_at": self.created_at, "updated_at": self.updated_at,
             "csv_key": self.csv_key, "job_arn": self.job_arn, "attempt": self.attempt, "failure": self.failure,
-            "archive_purged": self.archive_purged,
+            "archive_purged": self.archive_purged, "completed_at": self.completed_at,
         }  # fmt: skip
 
     @classmethod
@@ -106,6 +109,7 @@ class JobEntry:
             attempt=int(data.get("attempt", 1)),
             failure=None if data.get("failure") is None else str(data["failure"]),
             archive_purged=bool(data.get("archive_purged", False)),
+            completed_at=None if data.get("completed_at") is None else float(data["completed_at"]),
         )  # fmt: skip
 
 
@@ -184,7 +188,8 @@ class Ledger:
 
     def last_completed(self, group_arn: str) -> float | None:
         """When the group's newest COMPLETED job finished (the scheduler trains after it)."""
-        times = [j.updated_at for j in self.jobs_of(group_arn) if j.status == COMPLETED]
+        times = [j.completed_at if j.completed_at is not None else j.updated_at
+                 for j in self.jobs_of(group_arn) if j.status == COMPLETED]
         return max(times, default=None)
 
     def counts(self, groups: Iterable[str], now: float, suppress_for_s: float) -> dict[str, int]:

@@ -73,6 +73,7 @@ class PrivacyState:
         self.writer = StateWriter(client_config, settings.state_topic, timeout_s=timeout_s)
         self.follower = LedgerFollower(client_config, settings.state_topic, timeout_s=timeout_s,
                                        on_change=self._changed)  # fmt: skip
+        self._pause_listeners: list[Callable[[frozenset[str]], None]] = []
 
     @property
     def ledger(self) -> Ledger:
@@ -109,6 +110,12 @@ class PrivacyState:
         ledger = self.follower.ledger
         return frozenset(g for g in self.settings.dataset_groups if ledger.running_job(g) is not None)
 
+    def on_paused_groups(self, listener: Callable[[frozenset[str]], None]) -> None:
+        """Call `listener` (on the follower's thread) with `paused_groups()` after every ledger change
+        (and now): a pause must start when the job is recorded, however short the job."""
+        self._pause_listeners.append(listener)
+        listener(self.paused_groups())
+
     def caught_up(self) -> bool:
         """Whether the followed ledger includes every write this process made."""
         return self.follower.caught_up(self.writer.last_offset)
@@ -123,6 +130,8 @@ class PrivacyState:
             self.metrics.job_running.labels(dataset_group=name).set(1 if ledger.running_job(group) else 0)
             self.metrics.paused.labels(dataset_group=name).set(1 if group in paused else 0)
         self.metrics.ledger_age.set(self._clock())
+        for listener in self._pause_listeners:
+            listener(paused)
 
     # -- lifecycle -------------------------------------------------------------------------------
 

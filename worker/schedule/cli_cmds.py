@@ -267,8 +267,16 @@ def main_schedule(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda _s, _f: stop.set())
     metrics = Metrics()
+    privacy = None
+    if settings.privacy is not None:  # the leader runs the deletion jobs; trainings wait for them
+        from worker.privacy.service import PrivacyState  # noqa: PLC0415
+
+        privacy = PrivacyState(settings.privacy, settings.kafka.client_config(), registry=metrics.registry)
+        privacy.prepare()
+        privacy.start(wait_s=30.0)
     service = Scheduler(scheduler, settings.kafka, region=settings.personalize.region, registry=metrics.registry,
-                        default_input_topics=_interaction_topics(settings, scheduler))  # fmt: skip
+                        default_input_topics=_interaction_topics(settings, scheduler),
+                        privacy=privacy, archive=settings.archive)  # fmt: skip
     health = HealthServer(obs.http_host, obs.http_port, metrics,
                           readiness=lambda: (True, {"leader": service.is_leader}),
                           liveness=lambda: (service.error is None, {"ticks": service.ticks}))  # fmt: skip
@@ -277,6 +285,8 @@ def main_schedule(args: argparse.Namespace) -> int:
         return service.run_until(stop)
     finally:
         health.stop()
+        if privacy is not None:
+            privacy.stop()
 
 
 # -- retrain ------------------------------------------------------------------------------------
