@@ -74,6 +74,8 @@ class Measured:
         self.mark: ProcSample | None = None
         self.last: ProcSample | None = None
         self.stopped = False  # told to stop before the end of the run (a scale-in)
+        self.restarts = 0  # started again after exiting on its own (see `restart`)
+        self._cpu_earlier = 0.0  # CPU of the incarnations before the last restart
 
     def start(self) -> Measured:
         with self.log_path.open("ab") as log:
@@ -98,7 +100,18 @@ class Measured:
     def cpu_since_mark(self) -> float:
         if self.mark is None or self.last is None:
             return float("nan")
-        return self.last.cpu_s - self.mark.cpu_s
+        return self._cpu_earlier + self.last.cpu_s - self.mark.cpu_s
+
+    def restart(self) -> None:
+        """Start the command again, as an orchestrator does (Kubernetes restartPolicy: Always): for a
+        worker that exited because its Kafka consumer was wedged. CPU keeps adding up across restarts
+        (up to each incarnation's last sample)."""
+        if self.mark is not None and self.last is not None:
+            self._cpu_earlier += self.last.cpu_s - self.mark.cpu_s
+        self.restarts += 1
+        self.start()
+        self.take_mark()
+        self.last = self.mark
 
     def stop(self, timeout_s: float = 30.0) -> int | None:
         if self.proc is None:

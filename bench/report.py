@@ -128,7 +128,7 @@ def quota_comparison(done: dict[str, list[dict[str, Any]]]) -> list[dict[str, An
                 "events_per_call": r["events_per_call"], "recovery_s": storm.get("recovery_s"),
                 "events_per_call_after_storm": storm.get("events_per_call_after"),
                 "small_call_share_after_storm": storm.get("small_call_share_after"),
-                "seconds": r["seconds"], "complete": r["complete"],
+                "seconds": r["seconds"], "complete": r["complete"], "restarts": r.get("restarts", 0),
             })
     return rows
 

@@ -31,6 +31,7 @@ from bench import measure
 from bench.processes import BaselineProc, Measured, WorkerProc, write_worker_config
 from bench.procstat import machine_busy_s, sample, wait_until_quiet
 from bench.stack import ITEMS, SEED, TRACKING_ID, USERS, Dataset, Stack, delivered_events, distinct_accepted, lp_get
+from worker.app import EXIT_CONSUMER_WEDGED
 
 #: "No quota": the worker's own limiter far above anything one machine reaches.
 UNLIMITED_RPS = 1_000_000.0
@@ -246,7 +247,12 @@ def _wait_delivered(server: Any, expected: int, timeout_s: float, procs: list[Me
             last_poll = time.monotonic()
             if distinct_accepted(server) >= expected:
                 return True
-            if not all(proc.alive() for proc in procs if not proc.stopped):
+            for proc in procs:
+                if proc.stopped or proc.alive():
+                    continue
+                if proc.proc is not None and proc.proc.returncode == EXIT_CONSUMER_WEDGED:
+                    proc.restart()  # what Kubernetes would do; counted in the result's `restarts`
+                    continue
                 return False
         time.sleep(min(STATS_POLL_S, TIMELINE_POLL_S if next_step is not None else STATS_POLL_S))
     return False
@@ -289,6 +295,7 @@ def _result(
         "expected_events": len(expected_ids),
         "delivered_events": delivered,
         "complete": reached,
+        "restarts": sum(p.restarts for p in procs),  # workers restarted after a wedged consumer exited
         # Not stored: expected IDs absent from the store. The local Personalize also drops exact
         # duplicates (same user, item, type, value, sentAt, properties): at paced rates above
         # 1,000/s two anonymous views of one item can share a millisecond. Those are counted in

@@ -161,6 +161,8 @@ def _brief(r: dict[str, Any]) -> str:
         storm = r["storm"]
         text += (f", storm: back to 90 % in {storm['recovery_s']} s, {storm['events_per_call_after']} ev/call "
                  f"after ({storm['small_call_share_after']:.0%} of calls 1-2 events)")
+    if r.get("restarts"):
+        text += f", {r['restarts']} worker restart(s) after a wedged consumer"
     if (r.get("foreign_cpu_cores") or 0.0) > FOREIGN_LOAD_WARN:
         text += f"  [other processes used {r['foreign_cpu_cores']} cores meanwhile]"
     return text + ("" if r["complete"] else "  [INCOMPLETE]")

@@ -57,6 +57,11 @@ from worker.validation import ValidationLimits
 
 log = structlog.get_logger(__name__)
 
+#: Added to the longest legitimate rebalance before a blocked consumer poll counts as wedged.
+CONSUMER_BLOCKED_MARGIN_S = 30.0
+#: Exit code when the worker stops because its Kafka consumer is wedged (restart it).
+EXIT_CONSUMER_WEDGED = 3
+
 #: How long a starting worker waits for the privacy state topic to be read once.
 PRIVACY_READ_WAIT_S = 30.0
 
@@ -150,6 +155,7 @@ class Worker:
         self._pipeline: Pipeline | None = None
         self._privacy: PrivacyState | None = None
         self.health: HealthServer | None = None
+        self.exit_code = 0
 
     # -- probes ----------------------------------------------------------------------------------
 
@@ -176,9 +182,22 @@ class Worker:
         }
 
     def liveness(self) -> tuple[bool, dict[str, Any]]:
-        age = self._heartbeat.age(time.monotonic())
-        consumer_ok = self._consumer is None or self._consumer.fatal_error is None
-        return age < 30.0 and consumer_ok, {"loop_heartbeat_age_s": round(age, 3), "consumer_ok": consumer_ok}
+        now = time.monotonic()
+        age = self._heartbeat.age(now)
+        blocked = self._consumer.blocked_s(now) if self._consumer is not None else 0.0
+        consumer_ok = (self._consumer is None or self._consumer.fatal_error is None) and not self._wedged(blocked)
+        return age < 30.0 and consumer_ok, {"loop_heartbeat_age_s": round(age, 3), "consumer_ok": consumer_ok,
+                                            "consumer_blocked_s": round(blocked, 1)}
+
+    def consumer_blocked_limit_s(self) -> float:
+        """How long one consumer poll may block before the worker counts its Kafka client as wedged:
+        longer than any rebalance may legitimately take (`max_poll_interval_ms`, the rebalance
+        timeout, plus a session timeout), with a margin."""
+        kafka = self.settings.kafka
+        return (kafka.max_poll_interval_ms + kafka.session_timeout_ms) / 1000.0 + CONSUMER_BLOCKED_MARGIN_S
+
+    def _wedged(self, blocked_s: float) -> bool:
+        return blocked_s > self.consumer_blocked_limit_s()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -335,6 +354,16 @@ class Worker:
             if not consumer.is_alive() and consumer.fatal_error is not None:
                 log.error("consumer thread died; shutting down", error=repr(consumer.fatal_error))
                 return
+            blocked = consumer.blocked_s(time.monotonic())
+            if self._wedged(blocked):
+                # Seen with the embedded Tansu broker: a member leaving mid-rebalance left the others'
+                # JoinGroup unanswered and kafka-python's poll() blocked for good. A restart re-joins;
+                # what is uncommitted is consumed again (event IDs are deterministic).
+                log.error("the Kafka consumer is blocked inside poll() (a rebalance that never completes); "
+                          "exiting so that the orchestrator restarts the worker", blocked_s=round(blocked, 1),
+                          limit_s=self.consumer_blocked_limit_s(), group_id=self.settings.kafka.group_id)
+                self.exit_code = EXIT_CONSUMER_WEDGED
+                return
             try:
                 await asyncio.wait_for(self._stop.wait(), timeout=1.0)
             except TimeoutError:
@@ -356,6 +385,8 @@ class Worker:
         await pipeline.close()
         await loop.run_in_executor(None, producer.close, 5.0)
         log.info("worker stopped", drained=finished, seconds=round(time.monotonic() - started, 3))
+        if self.exit_code:
+            return self.exit_code
         return 1 if consumer.fatal_error is not None else 0
 
     async def _connect_producer(self) -> KafkaProducer | None:

@@ -106,6 +106,9 @@ class ConsumerThread(threading.Thread):
         # Topic IDs seen so far (a new one means the topic was re-created).
         self._topic_ids: dict[str, str] = {}
         self.fatal_error: BaseException | None = None
+        #: When the loop last came round (monotonic; None before it starts): a poll that never
+        #: returns (a client wedged in a rebalance) shows as a growing `blocked_s`.
+        self._turned_at: float | None = None
 
     # -- called from other threads -------------------------------------------------------------
 
@@ -113,6 +116,11 @@ class ConsumerThread(threading.Thread):
         """Thread-safe: stop fetching, finish in-flight work within `timeout_s`, commit, leave."""
         self._drain_deadline = time.monotonic() + timeout_s
         self._stop_fetching.set()
+
+    def blocked_s(self, now: float) -> float:
+        """Seconds since the consumer loop last came round (0 before it started or after it ended)."""
+        turned = self._turned_at
+        return 0.0 if turned is None or self._closed.is_set() else max(0.0, now - turned)
 
     def wait_closed(self, timeout_s: float) -> bool:
         return self._closed.wait(timeout_s)
@@ -144,6 +152,7 @@ class ConsumerThread(threading.Thread):
                 return
             self._consumer.subscribe(self._topics, listener=_Listener(self))
             while True:
+                self._turned_at = time.monotonic()
                 self._apply_completions()
                 draining = self._stop_fetching.is_set()
                 if draining and (self._parts.inflight_count() == 0 or time.monotonic() > self._drain_deadline):
