@@ -312,8 +312,12 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - no admin rights: the topic must exist (read fails loudly)
             log.warning("could not create the privacy state topic; it must exist", topic=state.settings.state_topic,
                         error=str(exc))
-        await loop.run_in_executor(None, lambda: state.start(wait_s=PRIVACY_READ_WAIT_S))
         self._privacy = state
+        await loop.run_in_executor(None, lambda: state.start(wait_s=PRIVACY_READ_WAIT_S))
+        while not state.ready and not self._stop.is_set():  # never consume before suppression can work
+            log.warning("still waiting for the privacy state topic to be read; nothing is consumed meanwhile",
+                        topic=state.settings.state_topic)
+            await loop.run_in_executor(None, state.follower.ready.wait, PRIVACY_READ_WAIT_S)
         return state
 
     @staticmethod

@@ -292,3 +292,54 @@ def test_user_of_each_record_kind() -> None:
     assert user_of(Interaction("s", None, {"eventId": "e"})) is None
     assert user_of(CatalogUpdate("u", {"userId": "u", "properties": "{}"})) == "u"
     assert user_of(CatalogUpdate("i", {"itemId": "i", "properties": "{}"})) is None
+
+
+def test_pausing_needs_every_topics_dataset_group() -> None:
+    from worker.config import ConfigError, WorkerSettings
+
+    base = {"deletion_topic": "forget", "dataset_groups": [GROUP], "pause_ingestion_during_jobs": True}
+    named = {"name": "clicks", "dataset_type": "interactions", "tracking_id": "t", "dataset_group": "shop"}
+    WorkerSettings.model_validate({"topics": [named], "privacy": base})
+    unnamed = {"name": "clicks", "dataset_type": "interactions", "tracking_id": "t"}
+    with pytest.raises((ValueError, ConfigError), match="set topics\\[\\].dataset_group"):
+        WorkerSettings.model_validate({"topics": [unnamed], "privacy": base})
+    WorkerSettings.model_validate({"topics": [unnamed], "privacy": {**base, "pause_ingestion_during_jobs": False}})
+
+
+def test_a_completed_job_holds_trainings_until_the_archive_is_purged() -> None:
+    from worker.privacy.ledger import COMPLETED, JobEntry
+    from worker.privacy.service import PrivacyState
+
+    state = PrivacyState(PrivacySettings(deletion_topic="forget", dataset_groups=(GROUP,)),
+                         {"bootstrap_servers": "127.0.0.1:9"})  # nothing is connected: the ledger is filled here
+    job = JobEntry("j1", GROUP, (user_digest("a"),), COMPLETED, 10.0, 20.0, "del/j1.csv", completed_at=20.0)
+    state.follower.ledger.apply(*encode((job.key, job.to_dict())))
+    held = state.deletion_view(GROUP, archive=True)
+    assert held is not None and held.running == "j1 (archive purge)" and held.completed_at == 20.0
+    free = state.deletion_view(GROUP, archive=False)
+    assert free is not None and free.running is None
+    purged = JobEntry("j1", GROUP, job.digests, COMPLETED, 10.0, 30.0, "del/j1.csv", archive_purged=True,
+                      completed_at=20.0)
+    state.follower.ledger.apply(*encode((purged.key, purged.to_dict())))
+    after = state.deletion_view(GROUP, archive=True)
+    assert after is not None and after.running is None and after.completed_at == 20.0
+
+
+def test_a_local_entry_gives_way_to_the_ledger_once_read_back() -> None:
+    """Recorded here, then read back, then expired in the ledger: no longer suppressed (the local
+    entry must not outlive `suppress_for_s`)."""
+    h = Harness(suppress_for_s=60.0)
+
+    async def scenario() -> Pipeline:
+        pipeline = await h.start()
+        h.submit(h.raw("forget", json.dumps({"userId": "frank"}).encode()))
+        h.ack()
+        await asyncio.sleep(0)
+        expired = {"format": 1, "user_id": None, "requested_at": NOW - 1000, "recorded_at": NOW - 999,
+                   "forgotten_at": NOW - 61}
+        h.state.ledger.apply(("user/" + user_digest("frank")).encode(), json.dumps(expired).encode())
+        h.submit(h.raw("clicks", _event("frank")))
+        return pipeline
+
+    assert asyncio.run(scenario()).pending_batches == 1
+    assert h.dlq.written == []

@@ -33,6 +33,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from worker.archive.csv import ArchiveColumns, encode_rows, object_body, object_key
 from worker.config.archive import ArchiveSettings
+from worker.config.privacy import DeletionJobSettings
 from worker.records import Interaction
 from worker.schemas import DatasetSchema, load_schema
 
@@ -57,8 +58,9 @@ class ArchiveMetrics:
         self.failures = Counter("clickstream_archive_write_failures", "Failed S3 object writes.", registry=r)
 
 
-def s3_client(settings: ArchiveSettings) -> Any:
-    """A boto3 S3 client with standard retries (the sink retries whole flushes on top)."""
+def s3_client(settings: ArchiveSettings | DeletionJobSettings) -> Any:
+    """The archive's boto3 S3 client, standard retries and bounded timeouts (the sink retries whole
+    flushes on top); the privacy jobs write their CSV inputs and purge the archive through it too."""
     return boto3.client(
         "s3",
         region_name=settings.region,

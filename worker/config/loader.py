@@ -130,6 +130,14 @@ class WorkerSettings(_Section):
                 if getattr(self.privacy, name) in taken:
                     raise ValueError(f"privacy.{name} ({getattr(self.privacy, name)!r}) is also an input or "
                                      "dead-letter topic: give it a topic of its own")
+            if self.privacy.pause_ingestion_during_jobs:
+                groups = {arn.rsplit("/", 1)[-1] for arn in self.privacy.dataset_groups}
+                unknown = [t.name for t in self.topics if t.rate_scope not in groups]
+                if unknown:
+                    raise ValueError(
+                        f"privacy.pause_ingestion_during_jobs cannot tell which dataset group topics {unknown} feed "
+                        f"(privacy.dataset_groups names {sorted(groups)}): set topics[].dataset_group to the group's "
+                        "name, the last part of its ARN")
         return self
 
 

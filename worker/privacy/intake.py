@@ -74,6 +74,7 @@ class PrivacyGate:
         self._parser = RequestParser(state.settings.mapping)
         self._clock = clock
         self._recorded: dict[str, float] = {}  # digests this process wrote and may not have read back yet
+        self._checked_at = -float("inf")
 
     # -- suppression -----------------------------------------------------------------------------
 
@@ -81,8 +82,10 @@ class PrivacyGate:
         user = user_of(decoded)
         if user is None:
             return False
-        if self._recorded and self.state.digest(user) in self._recorded:
-            return True
+        if self._recorded:
+            self.forget_read_back()
+            if self.state.digest(user) in self._recorded:
+                return True
         return self.state.suppressed(user)
 
     def count(self, topic: str) -> None:
@@ -131,7 +134,12 @@ class PrivacyGate:
         write.loop.call_later(write.wait_s, self._send, replace(write, wait_s=min(write.wait_s * 2, RETRY_MAX_S)))
 
     def forget_read_back(self) -> None:
-        """Drop the local entries the followed ledger now holds (called now and then)."""
+        """Drop the local entries the followed ledger now holds (from then on the ledger, with its
+        expiry, decides). Checked at most once a second while any entry is waiting."""
+        now = self._clock()
+        if now - self._checked_at < 1.0:
+            return
+        self._checked_at = now
         users = self.state.ledger.users
         for digest in [d for d in self._recorded if d in users]:
             del self._recorded[digest]

@@ -16,7 +16,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from worker.config.privacy import PrivacySettings
-from worker.privacy.ledger import Ledger, user_digest
+from worker.privacy.ledger import COMPLETED, Ledger, user_digest
 from worker.privacy.state_topic import LedgerFollower, StateWriter, ensure_state_topic
 from worker.schedule.state import DeletionView
 
@@ -95,12 +95,19 @@ class PrivacyState:
             return False
         return ledger.suppressed(self.digest(user_id), self._clock(), self.settings.suppress_for_s)
 
-    def deletion_view(self, group_arn: str) -> DeletionView | None:
-        """What the scheduler's policy needs about the group's deletion jobs (None: not a group of ours)."""
+    def deletion_view(self, group_arn: str, *, archive: bool = False) -> DeletionView | None:
+        """What the scheduler's policy needs about the group's deletion jobs (None: not a group of ours).
+
+        With an `archive` (the bulk-import source) a completed job still holds trainings and imports
+        until the archive is purged of its users: an import before the purge would bring them back."""
         if group_arn not in self.settings.dataset_groups:
             return None
         ledger = self.follower.ledger
         running = ledger.running_job(group_arn)
+        if running is None and archive:
+            unpurged = [j for j in ledger.jobs_of(group_arn) if j.status == COMPLETED and not j.archive_purged]
+            if unpurged:
+                return DeletionView(f"{unpurged[0].name} (archive purge)", ledger.last_completed(group_arn))
         return DeletionView(running.name if running else None, ledger.last_completed(group_arn))
 
     def paused_groups(self) -> frozenset[str]:

@@ -19,6 +19,7 @@ know nobody refreshes them until the next leader's first tick.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import threading
@@ -33,6 +34,7 @@ from kafka import KafkaProducer
 from prometheus_client import CollectorRegistry
 
 from worker.archive.purge import ArchivePurger
+from worker.archive.sink import s3_client
 from worker.config import KafkaSettings
 from worker.config.archive import ArchiveSettings
 from worker.config.scheduler import SchedulerSettings
@@ -62,14 +64,10 @@ def deletion_jobs(privacy: PrivacyState | None, client: Any, publisher: Lifecycl
     if privacy is None or privacy.settings.jobs is None:
         return None
     jobs = privacy.settings.jobs
-    s3 = boto3.client("s3", region_name=jobs.region, endpoint_url=jobs.s3_endpoint_url,
-                      config=Config(retries={"mode": "standard", "max_attempts": 3}))  # fmt: skip
     purger = None
     if archive is not None:
-        archive_s3 = boto3.client("s3", region_name=archive.region, endpoint_url=archive.s3_endpoint_url,
-                                  config=Config(retries={"mode": "standard", "max_attempts": 3}))  # fmt: skip
-        purger = ArchivePurger(archive_s3, archive.bucket, archive.prefix, privacy.digest)
-    return DeletionJobs(privacy.settings, personalize=client, s3=s3, write=privacy.writer.write,
+        purger = ArchivePurger(s3_client(archive), archive.bucket, archive.prefix, privacy.digest)
+    return DeletionJobs(privacy.settings, personalize=client, s3=s3_client(jobs), write=privacy.writer.write,
                         publish=publisher.emit, archive=purger)  # fmt: skip
 
 
@@ -143,7 +141,8 @@ class Scheduler:
             board=self.board,
             replica=replica_name(),
             tick_interval_s=settings.tick_interval_s,
-            deletions=privacy.deletion_view if privacy is not None else None,
+            deletions=(functools.partial(privacy.deletion_view, archive=archive is not None)
+                       if privacy is not None else None),
         )
         self.deletion_jobs = deletion_jobs(privacy, client, self.publisher, archive)
         lease = {**settings.lease.model_dump(), **(lease_overrides or {})}
