@@ -14,7 +14,7 @@ from kafka import errors as kerrors
 from kafka.consumer.fetcher import RecordTooLargeError
 
 from worker.ingest.fetch_faults import fix_for, is_client_error, named_partitions
-from worker.ingest.kafka_internals import discard_buffered, fetcher_hint, topic_id
+from worker.ingest.kafka_internals import discard_buffered, fetcher_hint, release_parked, topic_id
 
 ASSIGNED = [("clicks", 0), ("clicks", 1), ("items", 0)]
 
@@ -135,3 +135,77 @@ def test_topic_id_reads_the_consumer_metadata() -> None:
     assert topic_id(Consumer(), "clicks") == "01a2-uuid"
     assert topic_id(Consumer(), "other") is None
     assert topic_id(object(), "clicks") is None
+
+
+class _Subscriptions:
+    def __init__(self, paused: set[TopicPartition]) -> None:
+        self.paused = paused
+
+    def is_paused(self, tp: TopicPartition) -> bool:
+        return tp in self.paused
+
+
+class _Exhausted(_Records):
+    """A fully read batch: kafka-python's PartitionRecords is falsy once its iterator is gone."""
+
+    def __bool__(self) -> bool:
+        return False
+
+
+def _real_fetcher(exhausted: Any, parked: dict[TopicPartition, Any]) -> Any:
+    """kafka-python's own Fetcher, its state set as after: p1 paused with records parked, p0's
+    batch fully read, p1 resumed. `fetched_records` is the real method."""
+    fetcher = kafka.consumer.fetcher.Fetcher.__new__(kafka.consumer.fetcher.Fetcher)
+    fetcher.config = {"max_poll_records": 100}
+    fetcher._subscriptions = _Subscriptions(set())
+    fetcher._next_in_line_exception_metadata = None
+    fetcher._completed_fetches = deque()
+    fetcher._paused_completed_fetches = {}
+    fetcher._paused_partition_records = parked
+    fetcher._next_partition_records = exhausted
+    return fetcher
+
+
+def test_kafka_python_keeps_resumed_records_parked_behind_an_exhausted_batch() -> None:
+    """The bug `release_parked` works around, shown on the installed kafka-python: the parked
+    records of a resumed partition are not given back while an exhausted batch holds the slot,
+    so that partition is never fetched again."""
+    p1 = TopicPartition("clicks", 1)
+    fetcher = _real_fetcher(_Exhausted(TopicPartition("clicks", 0)), {p1: _Exhausted(p1)})
+    fetcher.fetched_records()
+    assert p1 in fetcher._paused_partition_records, "fixed upstream? then release_parked can go"
+    assert p1 not in fetcher._fetchable_partitions.__func__(_FetchableView(fetcher, [p1]))
+
+
+class _FetchableView:
+    """Just enough of a Fetcher for its real `_fetchable_partitions`."""
+
+    def __init__(self, fetcher: Any, fetchable: list[TopicPartition]) -> None:
+        self._subscriptions = type("S", (), {"fetchable_partitions": staticmethod(lambda: fetchable)})()
+        self._completed_fetches = fetcher._completed_fetches
+        self._next_partition_records = fetcher._next_partition_records
+        self._paused_completed_fetches = fetcher._paused_completed_fetches
+        self._paused_partition_records = fetcher._paused_partition_records
+
+
+def test_release_parked_lets_the_resumed_partitions_records_come_back() -> None:
+    p1 = TopicPartition("clicks", 1)
+    fetcher = _real_fetcher(_Exhausted(TopicPartition("clicks", 0)), {p1: _Exhausted(p1)})
+    consumer = _Consumer()
+    consumer._fetcher = fetcher
+    assert release_parked(consumer)
+    fetcher.fetched_records()
+    assert fetcher._paused_partition_records == {}, "given back to the in-line slot"
+    assert p1 in fetcher._fetchable_partitions.__func__(_FetchableView(fetcher, [p1]))
+
+
+def test_release_parked_leaves_a_batch_being_read_and_an_empty_park_alone() -> None:
+    consumer = _Consumer()
+    live = _Records(TopicPartition("clicks", 0))  # truthy: records left to read
+    consumer._fetcher._next_partition_records = live
+    consumer._fetcher._paused_partition_records = {TopicPartition("clicks", 1): _Records(TopicPartition("clicks", 1))}
+    assert not release_parked(consumer) and consumer._fetcher._next_partition_records is live
+    consumer._fetcher._next_partition_records = _Exhausted(TopicPartition("clicks", 0))
+    consumer._fetcher._paused_partition_records = {}
+    assert not release_parked(consumer)
+    assert not release_parked(object())

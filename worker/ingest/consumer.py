@@ -38,7 +38,13 @@ from kafka.structs import OffsetAndMetadata
 from worker.config import KafkaSettings
 from worker.ingest.feedback import ConsumerFeedback, RecordSink
 from worker.ingest.fetch_faults import FetchProbe, fix_for, is_client_error, named_partitions
-from worker.ingest.kafka_internals import discard_buffered, fetcher_hint, known_partition_count, topic_id
+from worker.ingest.kafka_internals import (
+    discard_buffered,
+    fetcher_hint,
+    known_partition_count,
+    release_parked,
+    topic_id,
+)
 from worker.ingest.partitions import TP, Change, Observation, Partitions, lag_of
 from worker.ingest.quota_share import Assignment, AssignmentSink
 from worker.observe.metrics import Metrics
@@ -267,6 +273,7 @@ class ConsumerThread(threading.Thread):
         self._metrics.paused_partitions.set(len(want_paused))
 
     def _poll(self, draining: bool) -> None:
+        release_parked(self._consumer)  # see kafka_internals.release_parked
         try:
             polled = self._consumer.poll(timeout_ms=50 if draining else 100)
         except Exception as exc:  # noqa: BLE001 - attributed to one partition, or re-raised
