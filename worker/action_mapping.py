@@ -31,13 +31,14 @@ from worker.fieldpaths import (
     column_paths,
     compile_paths,
     derived_event_id,
+    event_type_of,
     extract,
     parse_impression,
     to_epoch_seconds,
 )
 from worker.records import Interaction, SourceRef
 from worker.schemas import DatasetSchema
-from worker.validation import Rule, ValidationError, ValidationLimits
+from worker.validation import ValidationLimits
 
 
 class ActionInteractionReader:
@@ -66,13 +67,7 @@ class ActionInteractionReader:
         timestamp_ms: int | None,
         value: bytes | None,
     ) -> Interaction:
-        raw_type = extract(obj, self.p_type)
-        if raw_type is None:
-            raise MappingError("missing", "eventType", "no event type at the configured paths")
-        event_type = as_id("eventType", raw_type)
-        if self.allowed and event_type not in self.allowed:
-            raise ValidationError(Rule.EVENT_TYPE_NOT_ALLOWED, "eventType", "is not in allowed_event_types", event_type)
-        event_type = self.renames.get(event_type, event_type)
+        event_type = event_type_of(obj, self.p_type, self.allowed, self.renames)
         raw_action = extract(obj, self.p_action)
         if raw_action is None:
             raise MappingError("missing", "actionId", "no actionId at the configured paths")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -155,3 +155,16 @@ def whole_seconds(field: str, seconds: float) -> int:
     if not math.isfinite(seconds):
         raise ValidationError(Rule.NOT_FINITE, field, "must be a finite time", seconds)
     return int(seconds // 1)
+
+
+def event_type_of(obj: Any, paths: tuple[Path, ...], allowed: frozenset[str] | set[str],
+                  renames: Mapping[str, str]) -> str:
+    """The event type at `paths`: required, within `allowed` (when set), then renamed. Shared by
+    events and action interactions, which read their types the same way."""
+    raw_type = extract(obj, paths)
+    if raw_type is None:
+        raise MappingError("missing", "eventType", "no event type at the configured paths")
+    event_type = as_id("eventType", raw_type)
+    if allowed and event_type not in allowed:
+        raise ValidationError(Rule.EVENT_TYPE_NOT_ALLOWED, "eventType", "is not in allowed_event_types", event_type)
+    return renames.get(event_type, event_type)

@@ -72,6 +72,7 @@ from worker.fieldpaths import (
     column_paths,
     compile_paths,
     derived_event_id,
+    event_type_of,
     extract,
     parse_impression,
     to_epoch_seconds,
@@ -320,13 +321,7 @@ class EventDecoder:
         value: bytes | None,
         event_id: str | None = None,
     ) -> Interaction:
-        raw_type = extract(obj, self.p_type)
-        if raw_type is None:
-            raise MappingError("missing", "eventType", "no event type at the configured paths")
-        event_type = as_id("eventType", raw_type)
-        if self.allowed and event_type not in self.allowed:
-            raise ValidationError(Rule.EVENT_TYPE_NOT_ALLOWED, "eventType", "is not in allowed_event_types", event_type)
-        event_type = self.renames.get(event_type, event_type)
+        event_type = event_type_of(obj, self.p_type, self.allowed, self.renames)
         raw_time = extract(obj, self.p_time)
         if raw_time is None:
             raise MappingError("missing", "sentAt", "no timestamp at the configured paths")
