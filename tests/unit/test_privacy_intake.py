@@ -301,7 +301,7 @@ def test_pausing_needs_every_topics_dataset_group() -> None:
     named = {"name": "clicks", "dataset_type": "interactions", "tracking_id": "t", "dataset_group": "shop"}
     WorkerSettings.model_validate({"topics": [named], "privacy": base})
     unnamed = {"name": "clicks", "dataset_type": "interactions", "tracking_id": "t"}
-    with pytest.raises((ValueError, ConfigError), match="set topics\\[\\].dataset_group"):
+    with pytest.raises((ValueError, ConfigError), match=r"set topics\[\]\.dataset_group"):
         WorkerSettings.model_validate({"topics": [unnamed], "privacy": base})
     WorkerSettings.model_validate({"topics": [unnamed], "privacy": {**base, "pause_ingestion_during_jobs": False}})
 
