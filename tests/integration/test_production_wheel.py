@@ -20,7 +20,7 @@ from tests.helpers import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
-PRODUCTION_COMMANDS = {"run", "validate", "dlq", "schedule", "retrain", "status", "config"}
+PRODUCTION_COMMANDS = {"run", "validate", "dlq", "schedule", "retrain", "status", "privacy", "config"}
 KIT_COMMANDS = {"dev", "generate", "local-personalize", "evaluate"}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import botocore.session
@@ -45,7 +46,7 @@ def test_quotas_default_like_put_items_and_are_configurable() -> None:
 def _interaction_batch(n: int) -> Batch[Any, Interaction]:
     entries = [Entry(build(event_id=f"e{i}", user_id="u1", session_id="s1"), [SourceRef("nba", 0, i)])
                for i in range(n)]
-    return Batch(key=("nba", "u1", "s1"), entries=entries, opened_at=0.0)
+    return Batch(key=("nba", "u1", "s1"), entries=entries, opened_at=time.monotonic())
 
 
 def test_requests_are_valid_for_botocore_and_serialise_to_the_lean_paths() -> None:

@@ -9,6 +9,7 @@ in tests/integration.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -38,7 +39,7 @@ def _batch(n: int, user: str | None = "u1") -> Batch[Any, Interaction]:
         )
         for i in range(n)
     ]
-    return Batch(key=("clicks", user, "s1"), entries=entries, opened_at=0.0)
+    return Batch(key=("clicks", user, "s1"), entries=entries, opened_at=time.monotonic())
 
 
 class ScriptedClient:
@@ -154,3 +155,17 @@ def test_auth_errors_are_config_faults(code: str) -> None:
     client, listener = ScriptedClient(lambda _r: next(outcomes)), Listener()
     asyncio.run(_sender(client).deliver(TARGET, _batch(1), listener))
     assert listener.faults and not listener.dead
+
+
+def test_the_retry_budget_counts_from_when_the_batch_was_ready() -> None:
+    """A batch that waited in its lane past the budget (an outage, the rate at its floor) gets one
+    call; if that fails it is dead-lettered at once instead of starting a fresh budget."""
+    client, listener = ScriptedClient(lambda _r: _error("ServiceUnavailable", 503)), Listener()
+    waited = _batch(2)
+    waited = Batch(waited.key, waited.entries, opened_at=time.monotonic() - 10.0)
+    asyncio.run(_sender(client, timeout_s=5.0).deliver(TARGET, waited, listener))
+    assert len(client.calls) == 1 and {r.stage for _, r in listener.dead} == {Stage.DELIVERY}
+
+    ok_client, ok_listener = ScriptedClient(lambda _r: None), Listener()
+    asyncio.run(_sender(ok_client, timeout_s=5.0).deliver(TARGET, waited, ok_listener))
+    assert len(ok_listener.done) == 2, "a late batch whose call succeeds is delivered, not dropped"

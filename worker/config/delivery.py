@@ -64,7 +64,8 @@ class DeliverySettings(_Section):
     put_items_rps: float = Field(10.0, gt=0, description="Deprecated: read as quotas.default.put_items_rps.")
     put_users_rps: float = Field(10.0, gt=0, description="Deprecated: read as quotas.default.put_users_rps.")
     delivery_timeout_s: float = Field(
-        300.0, gt=0, description="Retry budget per batch; after it records go to the DLQ (stage delivery)."
+        300.0, gt=0, description="Retry budget per batch, counted from when it was ready to send (waiting "
+        "for a token included); after it its records go to the DLQ (stage delivery)."
     )
     config_fault_retry_s: float = Field(
         30.0, gt=0, description="While a topic is stopped on a configuration fault, re-probe this often."

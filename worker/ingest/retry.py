@@ -153,7 +153,7 @@ class Backoff:
 
 @dataclass(frozen=True, slots=True)
 class DeliveryDeadline:
-    """How long a record may keep being retried, measured from its first attempt."""
+    """How long a batch may keep being retried, measured from when it was ready to be sent."""
 
     started_at: float
     timeout_s: float

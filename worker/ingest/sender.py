@@ -169,7 +169,12 @@ class Sender:
         it waited). Retries, and the halves of a bisected batch, wait for their turn from the
         same lane (`Limiter.turn`), so every call of a scope goes out at the rate of the moment.
         """
-        deadline = DeliveryDeadline(self._clock(), self._timeout_s)
+        # The budget counts from when the batch was ready to go (its linger started), not from its
+        # first call: while the quota is the limit a batch may wait in its lane for a token, and
+        # in an outage (every call failing, the rate at its floor) waiting batches must still be
+        # dead-lettered within the budget instead of queueing behind each other's retries.
+        now = self._clock()
+        deadline = DeliveryDeadline(min(batch.opened_at, now), self._timeout_s)
         attempt = 0
         limiter = self._limiters.get(target.scope, target.api)
         self._metrics.batch_linger.labels(api=target.api).observe(max(0.0, self._clock() - batch.opened_at))
