@@ -4,17 +4,29 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import (
-    Field,
-    field_validator,
-    model_validator,
-)
+from pydantic import AfterValidator, Field, model_validator
 
 from worker.config.base import _Frozen
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+
+
+def _bucket_name(value: str) -> str:
+    if not _BUCKET.match(value):
+        raise ValueError(f"not a valid S3 bucket name: {value!r}")
+    return value
+
+
+def _key_prefix(value: str) -> str:
+    value = value.strip("/")
+    return f"{value}/" if value else ""
+
+
+#: An S3 bucket name (checked); a key prefix (normalised to "folder/", or "" for the root).
+S3Bucket = Annotated[str, AfterValidator(_bucket_name)]
+S3Prefix = Annotated[str, AfterValidator(_key_prefix)]
 
 class ArchiveSettings(_Frozen):
     """The S3 archive of delivered interactions (the bulk path of Personalize).
@@ -26,8 +38,8 @@ class ArchiveSettings(_Frozen):
     one folder at a time).
     """
 
-    bucket: str = Field(description="S3 bucket the archive is written to.")
-    prefix: str = Field("interactions/", description="Key prefix (a folder); '' for the bucket root.")
+    bucket: S3Bucket = Field(description="S3 bucket the archive is written to.")
+    prefix: S3Prefix = Field("interactions/", description="Key prefix (a folder); '' for the bucket root.")
     gzip: bool = Field(False, description="gzip each object (.csv.gz).")
     flush_rows: int = Field(50_000, ge=1, description="Write an object once this many rows are buffered.")
     flush_seconds: float = Field(300.0, gt=0, description="Write buffered rows at least this often.")
@@ -45,19 +57,6 @@ class ArchiveSettings(_Frozen):
     schema_file: Path | None = Field(None, description="Interactions schema; default schemas/interactions.json.")
     s3_endpoint_url: str | None = Field(None, description="Override (AWS_ENDPOINT_URL_S3 works too).")
     region: str | None = Field(None, description="Default: AWS_REGION / AWS_DEFAULT_REGION.")
-
-    @field_validator("bucket")
-    @classmethod
-    def _check_bucket(cls, value: str) -> str:
-        if not _BUCKET.match(value):
-            raise ValueError(f"not a valid S3 bucket name: {value!r}")
-        return value
-
-    @field_validator("prefix")
-    @classmethod
-    def _check_prefix(cls, value: str) -> str:
-        value = value.strip("/")
-        return f"{value}/" if value else ""
 
     @model_validator(mode="after")
     def _check_buffer(self) -> ArchiveSettings:

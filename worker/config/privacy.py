@@ -7,10 +7,10 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from worker.config.archive import S3Bucket, S3Prefix
 from worker.config.base import _Frozen
 from worker.config.mapping import Paths, TimestampUnit
 
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _GROUP_ARN = re.compile(r"^arn:aws[a-z-]*:personalize:[a-z0-9-]+:\d{12}:dataset-group/[A-Za-z0-9][A-Za-z0-9_-]*$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 
@@ -28,8 +28,8 @@ class DeletionRequestMapping(_Frozen):
 class DeletionJobSettings(_Frozen):
     """How pending users become `CreateDataDeletionJob` calls (run by the scheduler's leader)."""
 
-    bucket: str = Field(description="S3 bucket for the jobs' CSV inputs (one USER_ID column).")
-    prefix: str = Field("personalize-deletions/", description="Key prefix of the CSV inputs.")
+    bucket: S3Bucket = Field(description="S3 bucket for the jobs' CSV inputs (one USER_ID column).")
+    prefix: S3Prefix = Field("personalize-deletions/", description="Key prefix of the CSV inputs.")
     role_arn: str = Field(description="IAM role Personalize assumes to read the CSV.")
     max_users_per_job: int = Field(
         10_000, ge=1, le=25_000, description="Users per job (the job's record in the state topic lists them)."
@@ -41,19 +41,6 @@ class DeletionJobSettings(_Frozen):
     retry_max_s: float = Field(6 * 3600.0, gt=0, description="Longest wait between two attempts.")
     s3_endpoint_url: str | None = Field(None, description="Override (AWS_ENDPOINT_URL_S3 works too).")
     region: str | None = Field(None, description="Default: AWS_REGION / AWS_DEFAULT_REGION.")
-
-    @field_validator("bucket")
-    @classmethod
-    def _check_bucket(cls, value: str) -> str:
-        if not _BUCKET.match(value):
-            raise ValueError(f"not a valid S3 bucket name: {value!r}")
-        return value
-
-    @field_validator("prefix")
-    @classmethod
-    def _check_prefix(cls, value: str) -> str:
-        value = value.strip("/")
-        return f"{value}/" if value else ""
 
     @field_validator("role_arn")
     @classmethod
